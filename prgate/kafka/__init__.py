@@ -1,0 +1,1 @@
+"""The Kafka runtime the project runs locally: its Maven pom, log config and provisioning."""
