@@ -73,8 +73,8 @@ REASON_RULE = TextRule(required=False, max_length=MAX_REASON_BYTES, in_bytes=Tru
 def check_text(value: str, rule: TextRule, name: str, path: str) -> outcome_pb2.Violation | None:
     """The first problem of one text field (``name`` is its proto name), or None.
 
-    The checks run in a fixed order (required, length, characters, format) so one field yields
-    at most one violation.
+    The checks run in a fixed order (required, length, then format or characters), so one
+    field yields at most one violation.
     """
     prefix = name.upper()
     if not value.strip():
@@ -89,15 +89,18 @@ def check_text(value: str, rule: TextRule, name: str, path: str) -> outcome_pb2.
             path,
             f"{name} is {size} {unit} long, at most {rule.max_length} are allowed",
         )
+    if rule.pattern is not None:
+        # The pattern admits no control characters, so it is the only character check.
+        if rule.pattern.fullmatch(value):
+            return None
+        return invalid_argument(
+            f"{prefix}_{reasons.INVALID}", path, f"{name} must have the form {rule.pattern_hint}"
+        )
     forbidden = _MULTI_LINE_FORBIDDEN if rule.multi_line else _SINGLE_LINE_FORBIDDEN
     if forbidden.search(value):
         what = "control characters" if rule.multi_line else "control characters or line breaks"
         return invalid_argument(
             f"{prefix}_{reasons.CONTROL_CHARACTERS}", path, f"{name} must not contain {what}"
-        )
-    if rule.pattern is not None and not rule.pattern.fullmatch(value):
-        return invalid_argument(
-            f"{prefix}_{reasons.INVALID}", path, f"{name} must have the form {rule.pattern_hint}"
         )
     return None
 
