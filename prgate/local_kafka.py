@@ -49,6 +49,7 @@ __all__ = [
     "MissingToolError",
     "broker_answers",
     "check_tools",
+    "foreign_broker_serves",
     "provision",
 ]
 
@@ -116,6 +117,15 @@ def broker_answers(bootstrap: str, timeout: float = 5.0) -> bool:
         return len(admin.list_topics(timeout=timeout).brokers) > 0
     except Exception:  # a KafkaException of any kind means "not serving yet"
         return False
+
+
+def foreign_broker_serves(broker: LocalKafka) -> bool:
+    """True when a Kafka that ``broker`` did not start answers on its port (reuse it)."""
+    return (
+        broker.pid() is None
+        and port_in_use(broker.port)
+        and broker_answers(broker.bootstrap_servers, timeout=5.0)
+    )
 
 
 def _pid_alive(pid: int) -> bool:
