@@ -1,0 +1,224 @@
+"""The gateway's command producer: puts a CommandEnvelope on the commands topic.
+
+``send`` returns only once the broker acknowledged the record (acks=all, idempotent producer):
+that acknowledgement is what makes a command ACCEPTED. confluent-kafka's producer is blocking,
+so one dedicated thread calls ``poll`` to serve delivery reports and hands each report to the
+event loop with ``call_soon_threadsafe``; ``produce`` itself never blocks (a full local queue
+raises BufferError instead), so it is called on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from prgate.kafka_settings import KafkaSettings
+from prgate.v1.commands_pb2 import CommandEnvelope
+from processor.contract import (
+    HEADER_CORRELATION_ID,
+    HEADER_MESSAGE_TYPE,
+    HEADER_REPLY_TO,
+    HEADER_TRACEPARENT,
+    TYPE_COMMAND_ENVELOPE,
+)
+
+log = logging.getLogger(__name__)
+
+_POLL_INTERVAL_S = 0.1
+# librdkafka error codes that mean "no broker reachable right now".
+_UNREACHABLE = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
+
+
+class KafkaUnavailable(Exception):
+    """Kafka could not take a record (or could not be reached); the message says what failed."""
+
+
+class CommandProducer:
+    """Produces command envelopes and awaits the broker's acknowledgement of each."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        *,
+        delivery_timeout_ms: int = 5000,
+        linger_ms: int = 1,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        self._topic = kafka.topics.commands
+        # message.timeout.ms bounds how long librdkafka retries a record: with the broker
+        # down, the delivery report carries _MSG_TIMED_OUT after at most this long.
+        self._config: dict[str, Any] = kafka.client_config(
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": linger_ms,
+                "socket.nagle.disable": True,
+                "message.timeout.ms": delivery_timeout_ms,
+                "request.timeout.ms": min(delivery_timeout_ms, 30000),
+                "client.id": "prgate-gateway-producer",
+            }
+        )
+        self._config.update(extra or {})
+        self._config["error_cb"] = self._on_error
+        self._producer: Producer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._flush_timeout = 5.0
+        self._stopped: asyncio.Future[None] | None = None
+        self._healthy = True
+        self._closed = False
+        self.last_error: str = ""
+
+    async def start(self) -> None:
+        """Create the producer and start its poll thread."""
+        if self._producer is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._stopped = self._loop.create_future()
+        self._producer = Producer(self._config)
+        self._thread = threading.Thread(
+            target=self._poll_forever, name="prgate-producer-poll", daemon=True
+        )
+        self._thread.start()
+        log.info("event=producer_started topic=%s", self._topic)
+
+    async def send(
+        self,
+        envelope: CommandEnvelope,
+        *,
+        reply_to: str,
+        timeout: float,
+        traceparent: str | None = None,
+    ) -> None:
+        """Produce ``envelope`` and return once the broker acknowledged it.
+
+        Raises KafkaUnavailable on a delivery error, a full local queue, or when ``timeout``
+        seconds pass without an acknowledgement. After a timeout the record may still be
+        delivered later; the command id lets a retry with the same idempotency key find it.
+        """
+        if self._closed:
+            raise KafkaUnavailable("command producer is closed")
+        if self._producer is None or self._loop is None:
+            raise RuntimeError("CommandProducer.send() before start()")
+        headers: list[tuple[str, str | bytes | None]] = [
+            (HEADER_CORRELATION_ID, envelope.command_id.encode()),
+            (HEADER_REPLY_TO, reply_to.encode()),
+            (HEADER_MESSAGE_TYPE, TYPE_COMMAND_ENVELOPE.encode()),
+        ]
+        if traceparent:
+            headers.append((HEADER_TRACEPARENT, traceparent.encode()))
+        acked: asyncio.Future[None] = self._loop.create_future()
+        loop = self._loop
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            # Runs on the poll thread; the future belongs to the loop.
+            # RuntimeError: the loop is already closed, nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._settle, acked, err)
+
+        try:
+            self._producer.produce(
+                self._topic,
+                value=envelope.SerializeToString(),
+                key=envelope.pull_request_id.encode(),
+                headers=headers,
+                on_delivery=on_delivery,
+            )
+        except BufferError as exc:
+            raise KafkaUnavailable(
+                f"local producer queue is full; command {envelope.command_id} not sent"
+            ) from exc
+        except Exception as exc:  # KafkaException: e.g. a fatal idempotence error
+            raise KafkaUnavailable(
+                f"could not produce command {envelope.command_id} to {self._topic}: {exc}"
+            ) from exc
+        try:
+            await asyncio.wait_for(acked, timeout)
+        except TimeoutError as exc:
+            raise KafkaUnavailable(
+                f"no acknowledgement from Kafka within {timeout:.3g}s for command "
+                f"{envelope.command_id} on {self._topic}"
+            ) from exc
+
+    def _settle(self, acked: asyncio.Future[None], err: KafkaError | None) -> None:
+        if err is None:
+            self._healthy = True
+        else:
+            self.last_error = err.str()
+            if err.code() in (KafkaError._MSG_TIMED_OUT, *_UNREACHABLE):
+                self._healthy = False
+        if acked.done():  # the caller's deadline already passed
+            return
+        if err is None:
+            acked.set_result(None)
+        else:
+            acked.set_exception(
+                KafkaUnavailable(f"delivery to {self._topic} failed: {err.name()}: {err.str()}")
+            )
+
+    def _on_error(self, err: KafkaError) -> None:
+        # error_cb runs on the poll thread; a bool store is atomic under the GIL.
+        if err.code() in _UNREACHABLE or err.fatal():
+            self._healthy = False
+        self.last_error = err.str()
+        log.warning("event=producer_error code=%s error=%r", err.name(), err.str())
+
+    def healthy(self) -> bool:
+        """False while the broker is unreachable; True again after a successful delivery."""
+        return self._healthy and not self._closed
+
+    def _poll_forever(self) -> None:
+        producer = self._producer
+        assert producer is not None
+        try:
+            while not self._stop.is_set():
+                producer.poll(_POLL_INTERVAL_S)
+            remaining = producer.flush(self._flush_timeout)
+            if remaining:
+                log.warning("event=producer_flush_incomplete remaining=%d", remaining)
+                # Fail what is left right away instead of leaving callers to their deadlines.
+                producer.purge(in_queue=True, in_flight=True, blocking=False)
+                producer.poll(0)
+        except Exception:
+            log.exception("event=producer_poll_thread_failed")
+        finally:
+            self._signal_stopped()
+
+    def _signal_stopped(self) -> None:
+        loop, stopped = self._loop, self._stopped
+        if loop is None or stopped is None:
+            return
+
+        def resolve() -> None:
+            if not stopped.done():
+                stopped.set_result(None)
+
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(resolve)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Flush outstanding records (at most ``timeout`` seconds) and stop the poll thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is None or self._stopped is None:
+            return
+        self._flush_timeout = max(0.0, timeout)
+        self._stop.set()
+        try:
+            # The thread needs up to one poll interval to notice, then the bounded flush.
+            await asyncio.wait_for(asyncio.shield(self._stopped), timeout + 2 * _POLL_INTERVAL_S)
+        except TimeoutError:
+            log.warning("event=producer_close_timeout thread=%s", self._thread.name)
+            return
+        self._thread.join(timeout=1.0)
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.close()
+        log.info("event=producer_closed topic=%s", self._topic)

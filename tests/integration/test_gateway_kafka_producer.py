@@ -1,0 +1,158 @@
+"""CommandProducer against the real broker: fixed headers, ack before return, bounded failure."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from gateway.producer import CommandProducer, KafkaUnavailable
+from prgate.kafka_settings import KafkaSettings
+from prgate.v1.commands_pb2 import ApprovePullRequest, CommandEnvelope
+from processor.topics import ensure_topics
+
+pytestmark = pytest.mark.kafka
+
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+def gw_kafka() -> Iterator[KafkaSettings]:
+    """Topics under a fresh prefix (local until tests/conftest.py provides kafka_settings)."""
+    settings = KafkaSettings(
+        bootstrap_servers=BOOTSTRAP, topic_prefix=f"t-gwprod-{uuid.uuid4().hex[:8]}.", partitions=3
+    )
+    ensure_topics(settings, timeout=20)
+    yield settings
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    admin.delete_topics([spec.name for spec in settings.topics.specs()], operation_timeout=5)
+
+
+def envelope(pr: str = "pr-42") -> CommandEnvelope:
+    return CommandEnvelope(
+        command_id=str(uuid.uuid4()),
+        pull_request_id=pr,
+        approve_pull_request=ApprovePullRequest(pull_request_id=pr, reviewer="bob"),
+    )
+
+
+def committed_records(settings: KafkaSettings) -> int:
+    consumer = Consumer(settings.client_config(**{"group.id": "unused"}))
+    try:
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(settings.topics.commands, p), 5)[1]
+            for p in range(3)
+        )
+    finally:
+        consumer.close()
+
+
+def test_send_returns_after_the_ack_and_writes_the_fixed_headers(gw_kafka: KafkaSettings) -> None:
+    env = envelope()
+
+    async def main() -> None:
+        producer = CommandProducer(gw_kafka)
+        await producer.start()
+        try:
+            assert committed_records(gw_kafka) == 0
+            await producer.send(
+                env, reply_to=gw_kafka.topics.results, timeout=10, traceparent=TRACEPARENT
+            )
+            # acks=all: once send returned, the record is below the high watermark.
+            assert committed_records(gw_kafka) == 1
+            assert producer.healthy()
+        finally:
+            await producer.close()
+        assert producer._thread is not None
+        assert not producer._thread.is_alive()
+        with pytest.raises(KafkaUnavailable, match="closed"):
+            await producer.send(env, reply_to="x", timeout=1)
+
+    asyncio.run(main())
+
+    consumer = Consumer(
+        gw_kafka.client_config(**{"group.id": f"t-{uuid.uuid4()}", "auto.offset.reset": "earliest"})
+    )
+    consumer.subscribe([gw_kafka.topics.commands])
+    try:
+        msg = None
+        deadline = time.monotonic() + 15
+        while msg is None and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error():
+                msg = None
+    finally:
+        consumer.close()
+    assert msg is not None
+    assert msg.key() == b"pr-42"
+    assert CommandEnvelope.FromString(msg.value() or b"") == env
+    assert dict(msg.headers() or []) == {
+        "correlation-id": env.command_id.encode(),
+        "reply-to": gw_kafka.topics.results.encode(),
+        "message-type": b"prgate.v1.CommandEnvelope",
+        "traceparent": TRACEPARENT.encode(),
+    }
+
+
+def test_unreachable_broker_raises_within_the_callers_timeout() -> None:
+    settings = KafkaSettings(bootstrap_servers="127.0.0.1:1", topic_prefix="t-nowhere.")
+
+    async def main() -> None:
+        producer = CommandProducer(settings)
+        await producer.start()
+        try:
+            started = time.monotonic()
+            with pytest.raises(KafkaUnavailable, match=r"no acknowledgement .* within 1\.5s"):
+                await producer.send(envelope(), reply_to="r", timeout=1.5)
+            elapsed = time.monotonic() - started
+            assert 1.4 < elapsed < 2.5
+            # error_cb reported the unreachable broker by now.
+            assert not producer.healthy()
+        finally:
+            started = time.monotonic()
+            await producer.close(timeout=1.0)
+            assert time.monotonic() - started < 2.0
+
+    asyncio.run(main())
+
+
+def test_dead_broker_surfaces_as_a_delivery_error_after_message_timeout() -> None:
+    settings = KafkaSettings(bootstrap_servers="127.0.0.1:1", topic_prefix="t-nowhere.")
+
+    async def main() -> None:
+        producer = CommandProducer(settings, delivery_timeout_ms=800)
+        await producer.start()
+        try:
+            started = time.monotonic()
+            with pytest.raises(KafkaUnavailable, match=r"delivery to t-nowhere\.commands failed"):
+                await producer.send(envelope(), reply_to="r", timeout=30)
+            assert time.monotonic() - started < 3.0
+            assert not producer.healthy()
+        finally:
+            await producer.close(timeout=0.5)
+
+    asyncio.run(main())
+
+
+def test_close_fails_records_still_queued_instead_of_hanging() -> None:
+    settings = KafkaSettings(bootstrap_servers="127.0.0.1:1", topic_prefix="t-nowhere.")
+
+    async def main() -> None:
+        producer = CommandProducer(settings, delivery_timeout_ms=60_000)
+        await producer.start()
+        sending = asyncio.ensure_future(producer.send(envelope(), reply_to="r", timeout=30))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await producer.close(timeout=0.3)
+        with pytest.raises(KafkaUnavailable, match=r"delivery .* failed"):
+            await asyncio.wait_for(sending, 2.0)
+        assert time.monotonic() - started < 2.0
+
+    asyncio.run(main())
