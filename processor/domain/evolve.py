@@ -112,7 +112,10 @@ def evolve(state: PullRequest | None, event: EventEnvelope) -> PullRequest:
     if not new.pull_request_id:
         new.pull_request_id = event.pull_request_id
     new.version = event.version
-    new.updated_at.CopyFrom(event.occurred_at)
+    if event.HasField("occurred_at"):
+        new.updated_at.CopyFrom(event.occurred_at)
+    else:
+        new.ClearField("updated_at")
     return new
 
 

@@ -44,7 +44,12 @@ def envelope(
     return env
 
 
-def open_cmd(pr: str = PR, expected_version: int | None = None, **fields: str):
+def open_cmd(
+    pr: str = PR,
+    expected_version: int | None = None,
+    command_id: str | None = None,
+    **fields: str,
+):
     values = {
         "repository": "octo/widgets",
         "title": "Add the frobnicator",
@@ -59,6 +64,7 @@ def open_cmd(pr: str = PR, expected_version: int | None = None, **fields: str):
         commands_pb2.OpenPullRequest(**values),
         pull_request_id=pr,
         expected_version=expected_version,
+        command_id=command_id,
     )
 
 
