@@ -1,0 +1,263 @@
+"""The gateway's read model: the compacted pull-requests topic, in memory.
+
+Reads every partition of ``prgate.pull-requests`` from the beginning (no consumer group,
+read_committed, see :mod:`gateway.kafka_tail`) and keeps the newest snapshot per pull request.
+It serves validation, Get/List and WatchPullRequest, and reports ``caught_up()`` once it has
+reached the end offsets seen at start (the gateway is NOT_SERVING until then).
+
+Read-your-writes: the reply router hands every CommandResult to :meth:`ReadModel.apply_result`;
+a successful result whose events continue the current version is folded onto the entity right
+away, so the gateway's next validation sees it even before the snapshot arrives. The snapshot
+at the same version later replaces the folded entity (it carries the processor's metadata).
+All state lives on the event loop; the consumer thread only decodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import Message
+from google.protobuf.message import DecodeError
+
+from gateway.kafka_tail import TopicTail, header
+from gateway.read_model_hub import DEFAULT_QUEUE_SIZE, Subscription, WatchHub
+from gateway.read_model_store import PullRequestStore
+from prgate.kafka_settings import KafkaSettings
+from prgate.v1.events_pb2 import EventEnvelope
+from prgate.v1.outcome_pb2 import COMMAND_STATE_SUCCEEDED
+from prgate.v1.pull_request_pb2 import PullRequest
+from prgate.v1.results_pb2 import CommandResult
+from processor.contract import HEADER_MESSAGE_TYPE, TYPE_PULL_REQUEST
+
+log = logging.getLogger(__name__)
+
+Fold = Callable[[Iterable[EventEnvelope], PullRequest | None], PullRequest | None]
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A decoded record of the pull-requests topic (decoded on the consumer thread)."""
+
+    key: str
+    offset: int
+    entity: PullRequest | None = None  # None with garbage="" means tombstone
+    garbage: str = ""
+
+
+def _default_fold(events: Iterable[EventEnvelope], state: PullRequest | None) -> PullRequest | None:
+    # Imported lazily: the domain package is optional for the Kafka side of the read model.
+    from processor.domain import fold
+
+    result: PullRequest | None = fold(events, state)
+    return result
+
+
+class ReadModel:
+    """Pull requests by id, kept current from the compacted topic."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        *,
+        watch_queue_size: int = DEFAULT_QUEUE_SIZE,
+        fold: Fold | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        self.topic = kafka.topics.pull_requests
+        self._store = PullRequestStore()
+        self._hub = WatchHub(watch_queue_size)
+        self._fold = fold or _default_fold
+        # Ids whose current entity was folded from a result rather than read as a snapshot.
+        self._folded: set[str] = set()
+        self._version_waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._caught_up_event = asyncio.Event()
+        self._counts = {
+            "records": 0,
+            "garbage": 0,
+            "tombstones": 0,
+            "stale": 0,
+            "updates": 0,
+            "folded": 0,
+        }
+        self._tail: TopicTail[_Record] = TopicTail(
+            kafka,
+            self.topic,
+            name="gateway-read-model",
+            decode=_decode,
+            apply=self._apply_records,
+            on_caught_up=self._caught_up_event.set,
+            extra=extra,
+        )
+
+    async def start(self) -> None:
+        """Start the consumer thread and return at once (it retries until Kafka answers)."""
+        assigned = self._tail.start()
+        # Nobody awaits the assignment; keep a failed one from being reported as unretrieved.
+        assigned.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def caught_up(self) -> bool:
+        """True once the model reached the end offsets the topic had when it started."""
+        return self._tail.caught_up()
+
+    async def wait_caught_up(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until caught up; returns caught_up()."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._caught_up_event.wait(), timeout)
+        return self.caught_up()
+
+    def get(self, pull_request_id: str) -> PullRequest | None:
+        """The current entity, or None (unknown, or not read yet)."""
+        return self._store.get(pull_request_id)
+
+    def list(
+        self,
+        *,
+        repository: str = "",
+        status: int = 0,
+        page_size: int = 100,
+        page_token: str = "",
+    ) -> tuple[list[PullRequest], str]:
+        """A page ordered by id; see :meth:`PullRequestStore.list` (ValueError: bad token)."""
+        return self._store.list(
+            repository=repository, status=status, page_size=page_size, page_token=page_token
+        )
+
+    def subscribe(self, pull_request_id: str) -> Subscription:
+        """Watch one pull request: the current snapshot (if any), then each new version."""
+        return self._hub.subscribe(pull_request_id, self._store.get(pull_request_id))
+
+    def apply_result(self, result: CommandResult) -> None:
+        """Fold a successful result's events onto the entity when they continue its version."""
+        if result.state != COMMAND_STATE_SUCCEEDED or not result.events:
+            return
+        events = list(result.events)
+        first = events[0].version
+        if any(e.version != first + i for i, e in enumerate(events)):
+            log.warning("event=result_events_not_consecutive command_id=%s", result.command_id)
+            return
+        key = result.pull_request_id or events[0].pull_request_id
+        current = self._store.get(key)
+        expected = 1 if current is None else current.version + 1
+        if first != expected:
+            return  # already applied (snapshot came first), or a gap: the snapshot will tell
+        try:
+            entity = self._fold(events, current)
+        except Exception:
+            log.exception("event=fold_failed command_id=%s", result.command_id)
+            return
+        if entity is None or entity.pull_request_id != key:
+            return
+        self._counts["folded"] += 1
+        self._folded.add(key)
+        self._update(entity)
+
+    async def wait_for_version(self, pull_request_id: str, version: int, timeout: float) -> bool:
+        """Wait until the entity has at least ``version``; False after ``timeout`` seconds."""
+        current = self._store.get(pull_request_id)
+        if current is not None and current.version >= version:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (version, future)
+        self._version_waiters.setdefault(pull_request_id, []).append(entry)
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiters = self._version_waiters.get(pull_request_id)
+            if waiters is not None and entry in waiters:
+                waiters.remove(entry)
+                if not waiters:
+                    del self._version_waiters[pull_request_id]
+
+    def stats(self) -> dict[str, int]:
+        """Entities, records read, garbage, tombstones, stale snapshots, updates, watchers."""
+        return {
+            "entities": len(self._store),
+            **self._counts,
+            "watchers": self._hub.watchers(),
+            "errors": self._tail.errors,
+        }
+
+    async def close(self) -> None:
+        """Stop the consumer thread, close the consumer and end every subscription."""
+        self._hub.close_all()
+        await self._tail.close()
+
+    # --- applying records (event loop) ------------------------------------------------------
+
+    def _apply_records(self, records: Sequence[_Record]) -> None:
+        for record in records:
+            self._counts["records"] += 1
+            if record.garbage:
+                self._counts["garbage"] += 1
+                log.warning(
+                    "event=snapshot_garbage topic=%s offset=%d key=%r reason=%r",
+                    self.topic,
+                    record.offset,
+                    record.key,
+                    record.garbage,
+                )
+            elif record.entity is None:
+                self._counts["tombstones"] += 1
+                removed = self._store.remove(record.key)
+                self._folded.discard(record.key)
+                log.info("event=snapshot_tombstone key=%r removed=%s", record.key, removed)
+            else:
+                self._apply_snapshot(record.entity)
+
+    def _apply_snapshot(self, entity: PullRequest) -> None:
+        key = entity.pull_request_id
+        current = self._store.get(key)
+        if current is not None:
+            newer = entity.version > current.version
+            replaces_folded = entity.version == current.version and key in self._folded
+            if not (newer or replaces_folded):
+                self._counts["stale"] += 1
+                return
+            if replaces_folded:
+                # Same version as what we folded: take the processor's copy, tell nobody.
+                self._store.put(entity)
+                self._folded.discard(key)
+                return
+        self._folded.discard(key)
+        self._update(entity)
+
+    def _update(self, entity: PullRequest) -> None:
+        self._store.put(entity)
+        self._counts["updates"] += 1
+        self._hub.publish(entity)
+        waiters = self._version_waiters.get(entity.pull_request_id)
+        if waiters:
+            for version, future in waiters:
+                if version <= entity.version and not future.done():
+                    future.set_result(None)
+
+
+def _decode(msg: Message) -> _Record:
+    """Runs on the consumer thread."""
+    raw_key = msg.key()
+    key = raw_key.decode("utf-8", "replace") if raw_key is not None else ""
+    offset = msg.offset() or 0
+    message_type = header(msg, HEADER_MESSAGE_TYPE)
+    if message_type is not None and message_type != TYPE_PULL_REQUEST.encode():
+        return _Record(key, offset, garbage=f"message-type {message_type!r}")
+    raw = msg.value()
+    if raw is None:
+        if not key:
+            return _Record(key, offset, garbage="tombstone without key")
+        return _Record(key, offset)
+    try:
+        entity = PullRequest.FromString(raw)
+    except DecodeError as exc:
+        return _Record(key, offset, garbage=str(exc))
+    if not entity.pull_request_id:
+        return _Record(key, offset, garbage="no pull_request_id")
+    if key and key != entity.pull_request_id:
+        return _Record(key, offset, garbage=f"key differs from id {entity.pull_request_id!r}")
+    return _Record(key, offset, entity=entity)

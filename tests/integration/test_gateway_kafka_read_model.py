@@ -1,0 +1,240 @@
+"""ReadModel against the real broker: catch-up, get/list, fan-out, garbage, tombstones, folding."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from gateway.read_model import ReadModel
+from gateway.read_model_hub import Subscription
+from prgate.kafka_settings import KafkaSettings
+from prgate.v1.events_pb2 import EventEnvelope, PullRequestOpened, PullRequestTitleChanged
+from prgate.v1.outcome_pb2 import COMMAND_STATE_SUCCEEDED
+from prgate.v1.pull_request_pb2 import (
+    PULL_REQUEST_STATUS_CLOSED,
+    PULL_REQUEST_STATUS_OPEN,
+    PullRequest,
+)
+from prgate.v1.results_pb2 import CommandResult
+from processor.contract import HEADER_MESSAGE_TYPE, TYPE_PULL_REQUEST
+from processor.domain import fold
+from processor.topics import ensure_topics
+
+pytestmark = pytest.mark.kafka
+
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+Value = PullRequest | bytes | None | tuple[str, bytes]
+
+
+@pytest.fixture
+def gw_kafka() -> Iterator[KafkaSettings]:
+    """Topics under a fresh prefix (local until tests/conftest.py provides kafka_settings)."""
+    settings = KafkaSettings(
+        bootstrap_servers=BOOTSTRAP, topic_prefix=f"t-gwrm-{uuid.uuid4().hex[:8]}.", partitions=3
+    )
+    ensure_topics(settings, timeout=20)
+    yield settings
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    admin.delete_topics([spec.name for spec in settings.topics.specs()], operation_timeout=5)
+
+
+@pytest.fixture(scope="module")
+def txn_producer() -> Iterator[Producer]:
+    """A transactional producer, as the processor writes snapshots."""
+    producer = Producer(
+        {"bootstrap.servers": BOOTSTRAP, "transactional.id": f"t-gwrm-{uuid.uuid4()}"}
+    )
+    producer.init_transactions(20)
+    yield producer
+    producer.close()
+
+
+def write(producer: Producer, topic: str, *records: tuple[str, Value]) -> None:
+    """One committed transaction of (key, value) records; value None is a tombstone, bytes are
+    garbage, (message-type, bytes) is a record of the wrong type."""
+    producer.begin_transaction()
+    for key, value in records:
+        message_type = TYPE_PULL_REQUEST
+        raw: bytes | None
+        if isinstance(value, PullRequest):
+            raw = value.SerializeToString()
+        elif isinstance(value, tuple):
+            message_type, raw = value
+        else:
+            raw = value
+        producer.produce(topic, key=key, value=raw, headers=[(HEADER_MESSAGE_TYPE, message_type)])
+    producer.commit_transaction(10)
+
+
+def pr(
+    pid: str, version: int, *, repo: str = "octo/a", status: int = 1, title: str = "T"
+) -> PullRequest:
+    return PullRequest(
+        pull_request_id=pid,
+        version=version,
+        repository=repo,
+        status=status,  # type: ignore[arg-type]
+        title=title,
+    )
+
+
+def test_catches_up_then_serves_get_and_list_and_survives_bad_records(
+    gw_kafka: KafkaSettings, txn_producer: Producer
+) -> None:
+    topic = gw_kafka.topics.pull_requests
+    records: list[tuple[str, Value]] = []
+    for i in range(12):
+        repo = "octo/a" if i % 2 == 0 else "octo/b"
+        status = PULL_REQUEST_STATUS_CLOSED if i % 4 == 0 else PULL_REQUEST_STATUS_OPEN
+        records.append((f"pr-{i:02d}", pr(f"pr-{i:02d}", 1, repo=repo, status=status)))
+    records += [
+        ("pr-00", pr("pr-00", 3, title="third")),
+        ("pr-00", pr("pr-00", 2, title="second, late")),  # stale: ignored
+        ("pr-03", b"\xff\xff\xff not a protobuf"),
+        ("pr-05", ("prgate.v1.CommandResult", b"")),
+        ("pr-11", None),
+        ("pr-99", None),
+    ]
+    write(txn_producer, topic, *records)
+
+    async def main() -> None:
+        model = ReadModel(gw_kafka)
+        started = time.monotonic()
+        await model.start()
+        assert time.monotonic() - started < 0.5
+        try:
+            assert await model.wait_caught_up(15)
+            first = model.get("pr-00")
+            assert first is not None
+            assert (first.version, first.title) == (3, "third")
+            assert model.get("pr-11") is None
+            assert model.get("pr-03") is not None  # garbage did not hurt the good record
+
+            listed: list[str] = []
+            token, pages = "", 0
+            while True:
+                page, token = model.list(page_size=4, page_token=token)
+                listed += [p.pull_request_id for p in page]
+                pages += 1
+                if not token:
+                    break
+            assert listed == [f"pr-{i:02d}" for i in range(11)]
+            assert pages == 3
+            repo_b, _ = model.list(repository="octo/b")
+            assert [p.pull_request_id for p in repo_b] == [
+                "pr-01",
+                "pr-03",
+                "pr-05",
+                "pr-07",
+                "pr-09",
+            ]
+            closed, _ = model.list(status=PULL_REQUEST_STATUS_CLOSED, repository="octo/a")
+            # pr-00 was closed at version 1 but its version 3 is open again.
+            assert [p.pull_request_id for p in closed] == ["pr-04", "pr-08"]
+            with pytest.raises(ValueError):
+                model.list(page_token="definitely-not-a-token")
+
+            stats = model.stats()
+            assert stats["entities"] == 11
+            assert stats["garbage"] == 2
+            assert stats["tombstones"] == 2
+            assert stats["stale"] == 1
+
+            # The consumer thread survived the bad records and keeps applying new ones.
+            await asyncio.to_thread(
+                write, txn_producer, topic, ("pr-20", b"\x00garbage"), ("pr-20", pr("pr-20", 1))
+            )
+            assert await model.wait_for_version("pr-20", 1, timeout=10)
+            assert model.stats()["garbage"] == 3
+        finally:
+            await model.close()
+        assert model._tail._thread is not None
+        assert not model._tail._thread.is_alive()
+
+    asyncio.run(main())
+
+
+def test_many_watchers_share_one_source_and_read_your_writes(
+    gw_kafka: KafkaSettings, txn_producer: Producer
+) -> None:
+    topic = gw_kafka.topics.pull_requests
+    opened = EventEnvelope(
+        event_id="e1",
+        pull_request_id="pr-w",
+        version=1,
+        command_id="c1",
+        pull_request_opened=PullRequestOpened(repository="octo/a", title="v1", author="alice"),
+    )
+    v1 = fold([opened])
+    assert v1 is not None
+
+    async def main() -> None:
+        model = ReadModel(gw_kafka)
+        await model.start()
+        try:
+            assert await model.wait_caught_up(15)  # empty topic: caught up at once
+            assert model.get("pr-w") is None
+            early = model.subscribe("pr-w")  # before the entity exists: no snapshot first
+            await asyncio.to_thread(write, txn_producer, topic, ("pr-w", v1))
+            assert await model.wait_for_version("pr-w", 1, timeout=10)
+            watchers = [model.subscribe("pr-w") for _ in range(5)]
+            assert model.stats()["watchers"] == 6
+
+            # Read-your-writes: the result's events are folded before any snapshot arrives.
+            retitle = EventEnvelope(
+                event_id="e2",
+                pull_request_id="pr-w",
+                version=2,
+                command_id="c2",
+                pull_request_title_changed=PullRequestTitleChanged(
+                    old_title="v1", new_title="v2", changed_by="bob"
+                ),
+            )
+            model.apply_result(
+                CommandResult(
+                    command_id="c2",
+                    pull_request_id="pr-w",
+                    state=COMMAND_STATE_SUCCEEDED,
+                    version=2,
+                    events=[retitle],
+                )
+            )
+            folded = model.get("pr-w")
+            assert folded is not None
+            assert (folded.version, folded.title) == (2, "v2")
+
+            # The processor's snapshots: v2 (replaces the folded copy silently), then v3.
+            v2 = PullRequest()
+            v2.CopyFrom(folded)
+            v2.description = "from processor"
+            v3 = PullRequest()
+            v3.CopyFrom(v2)
+            v3.version, v3.title = 3, "v3"
+            await asyncio.to_thread(write, txn_producer, topic, ("pr-w", v2))
+            await asyncio.to_thread(write, txn_producer, topic, ("pr-w", v3))
+            assert await model.wait_for_version("pr-w", 3, timeout=10)
+            assert model.get("pr-w") == v3
+
+            async def versions(sub: Subscription, n: int) -> list[tuple[int, str]]:
+                got = [await asyncio.wait_for(anext(sub), 5) for _ in range(n)]
+                return [(p.version, p.title) for p in got]
+
+            assert await versions(early, 3) == [(1, "v1"), (2, "v2"), (3, "v3")]
+            for sub in watchers:
+                assert await versions(sub, 3) == [(1, "v1"), (2, "v2"), (3, "v3")]
+            watchers[0].close()
+            assert model.stats()["watchers"] == 5
+        finally:
+            await model.close()
+        assert model.stats()["watchers"] == 0
+        with pytest.raises(StopAsyncIteration):
+            await anext(watchers[1])
+
+    asyncio.run(main())
