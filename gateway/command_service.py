@@ -1,0 +1,399 @@
+"""PullRequestCommandService: validate synchronously, accept onto Kafka, return or stream results.
+
+A command call goes through these steps, each of which can end it:
+
+1. build the CommandEnvelope (command id from the idempotency key, or new; OpenPullRequest
+   gets a pull request id derived from its command id);
+2. idempotency: a retry of a command this gateway already accepted is answered from what is
+   known (nothing is produced again); a key reused for a different command is ALREADY_EXISTS;
+3. field rules (INVALID_ARGUMENT with BadRequest details);
+4. read-your-writes: wait (bounded) for this gateway's earlier commands on the same pull
+   request to complete, then a dry run of the domain's ``decide`` on the read model;
+5. reserve a waiting slot (RESOURCE_EXHAUSTED past the bound), produce, and report ACCEPTED
+   only after the broker acknowledged the record (UNAVAILABLE otherwise);
+6. COMPLETED mode: wait for the processor's result until just before the call's deadline;
+   when time runs out, DEADLINE_EXCEEDED carrying the command id for WatchCommand.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.message import Message
+from google.rpc import code_pb2
+
+from gateway import errors
+from gateway.command_specs import ACCEPTED, COMPLETED, SPECS, CommandSpec
+from gateway.idempotency import (
+    IdempotencyTable,
+    KeyUse,
+    PendingCommands,
+    command_id_for_key,
+    fingerprint,
+    new_command_id,
+    pull_request_id_for,
+)
+from gateway.ports import CommandSender, PullRequestView, ResultSource
+from gateway.producer import KafkaUnavailable
+from gateway.reply_router import TooManyWaiting
+from gateway.settings import GatewaySettings
+from prgate.v1 import command_service_pb2 as svc
+from prgate.v1 import command_service_pb2_grpc as svc_grpc
+from prgate.v1 import commands_pb2, outcome_pb2, results_pb2
+from processor.domain import Policy, Rejected, decide, find_processed, validate_fields
+
+log = logging.getLogger("prgate.gateway")
+
+MAX_KEY_LENGTH = 256
+MAX_ID_LENGTH = 128
+IDEMPOTENCY_METADATA = "idempotency-key"
+TERMINAL = (
+    outcome_pb2.COMMAND_STATE_SUCCEEDED,
+    outcome_pb2.COMMAND_STATE_REJECTED,
+    outcome_pb2.COMMAND_STATE_FAILED,
+)
+
+
+def reply_budget(context: Any, default: float) -> float:
+    """Seconds this call may still wait, keeping a margin to answer before the deadline."""
+    remaining: float | None = context.time_remaining()
+    if remaining is None:
+        return default
+    margin = min(0.25, remaining * 0.1)
+    return max(0.0, remaining - margin)
+
+
+def metadata_value(context: Any, key: str) -> str:
+    for item in context.invocation_metadata() or ():
+        if item[0] == key:
+            value = item[1]
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return ""
+
+
+def receipt_for(result: results_pb2.CommandResult) -> svc.CommandReceipt:
+    return svc.CommandReceipt(
+        command_id=result.command_id,
+        pull_request_id=result.pull_request_id,
+        state=result.state,
+        result=result,
+    )
+
+
+class CommandService(svc_grpc.PullRequestCommandServiceServicer):
+    """The command servicer. Kafka access comes in through the ports, so tests can fake it."""
+
+    def __init__(
+        self,
+        *,
+        settings: GatewaySettings,
+        results_topic: str,
+        sender: CommandSender,
+        results: ResultSource,
+        view: PullRequestView,
+        caller_of: Any = None,
+        clock: Any = time.time,
+    ) -> None:
+        self._settings = settings
+        self._results_topic = results_topic
+        self._sender = sender
+        self._results = results
+        self._view = view
+        self._policy = Policy(required_approvals=settings.required_approvals)
+        self._pending = PendingCommands(ttl_s=max(60.0, settings.result_cache_ttl_s))
+        self._accepted = IdempotencyTable(settings.idempotency_cache_size)
+        self._caller_of = caller_of or (lambda context: "")
+        self._clock = clock
+        results.add_listener(self._on_result)
+
+    def _on_result(self, result: results_pb2.CommandResult) -> None:
+        # Every result seen (from any gateway) updates the read model first, then releases
+        # this gateway's read-your-writes wait on the pull request.
+        self._view.apply_result(result)
+        self._pending.done(result.command_id)
+
+    # -- the eight command RPCs -------------------------------------------------------------
+
+    async def OpenPullRequest(self, request: Any, context: Any) -> Any:
+        return await self._call(SPECS["OpenPullRequest"], request, context)
+
+    async def ChangePullRequestTitle(self, request: Any, context: Any) -> Any:
+        return await self._call(SPECS["ChangePullRequestTitle"], request, context)
+
+    async def ApprovePullRequest(self, request: Any, context: Any) -> Any:
+        return await self._call(SPECS["ApprovePullRequest"], request, context)
+
+    async def RecordCheckResult(self, request: Any, context: Any) -> Any:
+        return await self._call(SPECS["RecordCheckResult"], request, context)
+
+    async def MergePullRequest(self, request: Any, context: Any) -> Any:
+        return await self._call(SPECS["MergePullRequest"], request, context)
+
+    async def ClosePullRequest(self, request: Any, context: Any) -> Any:
+        return await self._call(SPECS["ClosePullRequest"], request, context)
+
+    async def ReopenPullRequest(self, request: Any, context: Any) -> Any:
+        return await self._call(SPECS["ReopenPullRequest"], request, context)
+
+    async def RevertPullRequest(self, request: Any, context: Any) -> Any:
+        return await self._call(SPECS["RevertPullRequest"], request, context)
+
+    async def _call(self, spec: CommandSpec, request: Any, context: Any) -> Message:
+        try:
+            receipt = await self._handle(spec, request, context)
+        except errors.GatewayError as exc:
+            log.info("command_refused rpc=%s code=%s message=%r", spec.rpc, exc.code.name, str(exc))
+            await errors.abort(context, exc)
+        return spec.response_type(receipt=receipt)
+
+    # -- the steps ----------------------------------------------------------------------------
+
+    def _envelope(
+        self, spec: CommandSpec, request: Any, context: Any
+    ) -> commands_pb2.CommandEnvelope:
+        caller = str(self._caller_of(context))
+        key = request.options.idempotency_key or metadata_value(context, IDEMPOTENCY_METADATA)
+        if len(key) > MAX_KEY_LENGTH:
+            raise errors.invalid_argument(
+                "options.idempotency_key",
+                "IDEMPOTENCY_KEY_TOO_LONG",
+                f"idempotency key must be at most {MAX_KEY_LENGTH} characters",
+            )
+        command_id = command_id_for_key(caller, key) if key else new_command_id()
+        command = request.command
+        pull_request_id = (
+            pull_request_id_for(command_id) if spec.creates else command.pull_request_id
+        )
+        envelope = commands_pb2.CommandEnvelope(
+            command_id=command_id,
+            pull_request_id=pull_request_id,
+            caller=caller,
+            idempotency_key=key,
+        )
+        envelope.issued_at.FromDatetime(datetime.fromtimestamp(self._clock(), UTC))
+        if request.options.HasField("expected_version"):
+            envelope.expected_version = request.options.expected_version
+        getattr(envelope, spec.envelope_field).CopyFrom(command)
+        return envelope
+
+    def _mode(self, spec: CommandSpec, request: Any) -> int:
+        mode = int(request.options.response_mode)
+        if mode == svc.RESPONSE_MODE_UNSPECIFIED:
+            return spec.default_mode
+        if mode not in (ACCEPTED, COMPLETED):
+            raise errors.invalid_argument(
+                "options.response_mode",
+                "UNKNOWN_RESPONSE_MODE",
+                f"response_mode {mode} is not one of ACCEPTED, COMPLETED",
+            )
+        return mode
+
+    async def _handle(self, spec: CommandSpec, request: Any, context: Any) -> svc.CommandReceipt:
+        if not self._view.caught_up():
+            raise errors.error(
+                code_pb2.UNAVAILABLE,
+                "the gateway is still reading the current state of pull requests; retry shortly",
+                errors.error_info("READ_MODEL_CATCHING_UP"),
+                errors.retry_after(1.0),
+            )
+        envelope = self._envelope(spec, request, context)
+        mode = self._mode(spec, request)
+        budget_end = time.monotonic() + reply_budget(context, self._settings.default_wait_s)
+        command_id, pull_request_id = envelope.command_id, envelope.pull_request_id
+        ids = {"command_id": command_id, "pull_request_id": pull_request_id}
+
+        previous = self._accepted.get(command_id)
+        digest = fingerprint(envelope)
+        if previous is not None and previous.fingerprint != digest:
+            raise errors.error(
+                code_pb2.ALREADY_EXISTS,
+                "this idempotency key was already used for a different command",
+                errors.error_info("IDEMPOTENCY_KEY_REUSED", **ids),
+            )
+        if previous is not None and previous.accepted:
+            return await self._answer(envelope, mode, budget_end, produced=False)
+
+        violations = validate_fields(envelope, self._policy)
+        if violations:
+            raise errors.from_violations(violations, **ids)
+
+        remaining = budget_end - time.monotonic()
+        settled = await self._pending.wait_idle(
+            pull_request_id, min(remaining, self._settings.pending_wait_s)
+        )
+        state = self._view.get(pull_request_id)
+        already = find_processed(state, command_id)
+        if already is not None:
+            # Handled before (e.g. a retry through another gateway): answer, produce nothing.
+            if already.state == outcome_pb2.COMMAND_STATE_REJECTED and already.violations:
+                raise errors.from_violations(already.violations, **ids)
+            return svc.CommandReceipt(
+                command_id=command_id, pull_request_id=pull_request_id, state=already.state
+            )
+        if settled:
+            # Without settling, the read model may lag this gateway's own earlier commands;
+            # then the processor's authoritative check is the only one.
+            decision = decide(
+                state,
+                envelope,
+                now=datetime.fromtimestamp(self._clock(), UTC),
+                policy=self._policy,
+            )
+            if isinstance(decision, Rejected):
+                raise errors.from_violations(decision.violations, **ids)
+
+        self._accepted.put(command_id, KeyUse(digest, pull_request_id))
+        return await self._answer(envelope, mode, budget_end, produced=True)
+
+    async def _answer(
+        self,
+        envelope: commands_pb2.CommandEnvelope,
+        mode: int,
+        budget_end: float,
+        *,
+        produced: bool,
+    ) -> svc.CommandReceipt:
+        command_id, pull_request_id = envelope.command_id, envelope.pull_request_id
+        ids = {"command_id": command_id, "pull_request_id": pull_request_id}
+        known = self._results.lookup(command_id)
+        if known is not None:
+            return self._completed(known)
+        try:
+            async with self._results.waiting(command_id) as waiter:
+                if produced:
+                    await self._produce(envelope, budget_end)
+                if mode == ACCEPTED:
+                    return svc.CommandReceipt(
+                        command_id=command_id,
+                        pull_request_id=pull_request_id,
+                        state=outcome_pb2.COMMAND_STATE_ACCEPTED,
+                    )
+                result = await waiter.result(max(0.0, budget_end - time.monotonic()))
+        except TooManyWaiting as exc:
+            raise errors.error(
+                code_pb2.RESOURCE_EXHAUSTED,
+                "too many commands are waiting for results on this gateway; retry later",
+                errors.error_info("TOO_MANY_WAITING", **ids),
+                errors.retry_after(1.0),
+            ) from exc
+        if result is None:
+            raise errors.error(
+                code_pb2.DEADLINE_EXCEEDED,
+                f"command {command_id} was accepted but its result did not arrive in time;"
+                " follow it with WatchCommand",
+                errors.error_info("RESULT_NOT_IN_TIME", **ids),
+            )
+        return self._completed(result)
+
+    async def _produce(self, envelope: commands_pb2.CommandEnvelope, budget_end: float) -> None:
+        command_id, pull_request_id = envelope.command_id, envelope.pull_request_id
+        timeout = min(self._settings.accept_timeout_s, max(0.0, budget_end - time.monotonic()))
+        self._pending.add(pull_request_id, command_id)
+        try:
+            await self._sender.send(envelope, reply_to=self._results_topic, timeout=timeout)
+        except KafkaUnavailable as exc:
+            # The key stays unaccepted, so a retry with the same key produces again.
+            self._pending.done(command_id)
+            raise errors.error(
+                code_pb2.UNAVAILABLE,
+                f"Kafka did not acknowledge the command: {exc}",
+                errors.error_info(
+                    "KAFKA_UNAVAILABLE", command_id=command_id, pull_request_id=pull_request_id
+                ),
+                errors.retry_after(1.0),
+            ) from exc
+        use = self._accepted.get(command_id)
+        if use is not None:
+            use.accepted = True
+        log.info(
+            "command_accepted command_id=%s pull_request_id=%s type=%s",
+            command_id,
+            pull_request_id,
+            envelope.WhichOneof("command"),
+        )
+
+    def _completed(self, result: results_pb2.CommandResult) -> svc.CommandReceipt:
+        """The receipt of a finished command; a refusal becomes the matching error status."""
+        ids = {"command_id": result.command_id, "pull_request_id": result.pull_request_id}
+        if result.state == outcome_pb2.COMMAND_STATE_REJECTED and result.violations:
+            raise errors.from_violations(result.violations, **ids)
+        if result.state == outcome_pb2.COMMAND_STATE_FAILED:
+            raise errors.error(
+                code_pb2.ABORTED,
+                f"the processor could not apply the command: {result.error_message}",
+                errors.error_info("COMMAND_FAILED", **ids),
+            )
+        return receipt_for(result)
+
+    # -- WatchCommand -------------------------------------------------------------------------
+
+    async def WatchCommand(self, request: Any, context: Any) -> AsyncIterator[Message]:
+        try:
+            async for receipt in self._watch(request.command_id, context):
+                yield svc.WatchCommandResponse(receipt=receipt)
+        except errors.GatewayError as exc:
+            await errors.abort(context, exc)
+
+    async def _watch(self, command_id: str, context: Any) -> AsyncIterator[svc.CommandReceipt]:
+        if not command_id or len(command_id) > MAX_ID_LENGTH:
+            raise errors.invalid_argument(
+                "command_id",
+                "INVALID_COMMAND_ID",
+                f"command_id must be 1 to {MAX_ID_LENGTH} characters",
+            )
+        local = self._accepted.get(command_id)
+        known_here = local is not None and local.accepted
+        pull_request_id = local.pull_request_id if local is not None else ""
+        accepted = svc.CommandReceipt(
+            command_id=command_id,
+            pull_request_id=pull_request_id,
+            state=outcome_pb2.COMMAND_STATE_ACCEPTED,
+        )
+        result = self._results.lookup(command_id)
+        if result is None:
+            if known_here:
+                yield accepted
+            default = (
+                self._settings.default_wait_s
+                if known_here
+                else self._settings.unknown_command_wait_s
+            )
+            budget = reply_budget(context, max(default, self._settings.default_wait_s))
+            try:
+                async with self._results.waiting(command_id) as waiter:
+                    result = await waiter.result(budget)
+            except TooManyWaiting as exc:
+                raise errors.error(
+                    code_pb2.RESOURCE_EXHAUSTED,
+                    "too many calls are waiting for results on this gateway; retry later",
+                    errors.error_info("TOO_MANY_WAITING", command_id=command_id),
+                    errors.retry_after(1.0),
+                ) from exc
+            if result is None:
+                if known_here:
+                    raise errors.error(
+                        code_pb2.DEADLINE_EXCEEDED,
+                        f"command {command_id} has not completed yet; watch it again",
+                        errors.error_info(
+                            "RESULT_NOT_IN_TIME",
+                            command_id=command_id,
+                            pull_request_id=pull_request_id,
+                        ),
+                    )
+                raise errors.error(
+                    code_pb2.NOT_FOUND,
+                    f"no result for command {command_id}: it was not accepted, or its result"
+                    " is older than this gateway remembers",
+                    errors.error_info("UNKNOWN_COMMAND", command_id=command_id),
+                )
+            if not known_here:
+                accepted.pull_request_id = result.pull_request_id
+                yield accepted
+        else:
+            accepted.pull_request_id = result.pull_request_id
+            yield accepted
+        yield receipt_for(result)

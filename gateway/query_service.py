@@ -1,0 +1,140 @@
+"""PullRequestQueryService: Get, List and Watch over the gateway's read model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from google.protobuf.message import Message
+from google.rpc import code_pb2
+
+from gateway import errors
+from gateway.ports import PullRequestView
+from prgate.v1 import pull_request_pb2, query_service_pb2, query_service_pb2_grpc
+
+MAX_ID_LENGTH = 128
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+MAX_REPOSITORY_LENGTH = 256
+MAX_TOKEN_LENGTH = 1024
+
+
+def public_view(pull_request: pull_request_pb2.PullRequest) -> pull_request_pb2.PullRequest:
+    """The entity as clients see it: without the processor's bookkeeping of handled commands."""
+    view = pull_request_pb2.PullRequest()
+    view.CopyFrom(pull_request)
+    view.ClearField("recent_commands")
+    return view
+
+
+def check_pull_request_id(pull_request_id: str) -> None:
+    if not pull_request_id or len(pull_request_id) > MAX_ID_LENGTH:
+        raise errors.invalid_argument(
+            "pull_request_id",
+            "INVALID_PULL_REQUEST_ID",
+            f"pull_request_id must be 1 to {MAX_ID_LENGTH} characters",
+        )
+
+
+def not_found(pull_request_id: str) -> errors.GatewayError:
+    return errors.error(
+        code_pb2.NOT_FOUND,
+        f"pull request {pull_request_id} does not exist",
+        errors.error_info("PULL_REQUEST_NOT_FOUND", pull_request_id=pull_request_id),
+    )
+
+
+def catching_up() -> errors.GatewayError:
+    return errors.error(
+        code_pb2.UNAVAILABLE,
+        "the gateway is still reading the current state of pull requests; retry shortly",
+        errors.error_info("READ_MODEL_CATCHING_UP"),
+        errors.retry_after(1.0),
+    )
+
+
+class QueryService(query_service_pb2_grpc.PullRequestQueryServiceServicer):
+    """Reads only: never touches Kafka directly, only the read model."""
+
+    def __init__(self, view: PullRequestView) -> None:
+        self._view = view
+
+    async def GetPullRequest(self, request: Any, context: Any) -> Message:
+        try:
+            check_pull_request_id(request.pull_request_id)
+            if not self._view.caught_up():
+                raise catching_up()
+            found = self._view.get(request.pull_request_id)
+            if found is None:
+                raise not_found(request.pull_request_id)
+        except errors.GatewayError as exc:
+            await errors.abort(context, exc)
+        return query_service_pb2.GetPullRequestResponse(pull_request=public_view(found))
+
+    async def ListPullRequests(self, request: Any, context: Any) -> Message:
+        try:
+            page_size = self._page_size(request.page_size)
+            self._check_list_filters(request)
+            if not self._view.caught_up():
+                raise catching_up()
+            try:
+                items, token = self._view.list(
+                    repository=request.repository,
+                    status=int(request.status),
+                    page_size=page_size,
+                    page_token=request.page_token,
+                )
+            except ValueError as exc:
+                raise errors.invalid_argument(
+                    "page_token", "INVALID_PAGE_TOKEN", f"page_token is not valid: {exc}"
+                ) from exc
+        except errors.GatewayError as exc:
+            await errors.abort(context, exc)
+        return query_service_pb2.ListPullRequestsResponse(
+            pull_requests=[public_view(p) for p in items], next_page_token=token
+        )
+
+    @staticmethod
+    def _page_size(requested: int) -> int:
+        if requested < 0 or requested > MAX_PAGE_SIZE:
+            raise errors.invalid_argument(
+                "page_size",
+                "INVALID_PAGE_SIZE",
+                f"page_size must be between 0 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})",
+            )
+        return requested or DEFAULT_PAGE_SIZE
+
+    @staticmethod
+    def _check_list_filters(request: Any) -> None:
+        if int(request.status) not in pull_request_pb2.PullRequestStatus.values():
+            raise errors.invalid_argument(
+                "status", "UNKNOWN_STATUS", f"status {int(request.status)} is not a known status"
+            )
+        if len(request.repository) > MAX_REPOSITORY_LENGTH:
+            raise errors.invalid_argument(
+                "repository",
+                "REPOSITORY_TOO_LONG",
+                f"repository must be at most {MAX_REPOSITORY_LENGTH} characters",
+            )
+        if len(request.page_token) > MAX_TOKEN_LENGTH:
+            raise errors.invalid_argument(
+                "page_token", "INVALID_PAGE_TOKEN", "page_token is not valid"
+            )
+
+    async def WatchPullRequest(self, request: Any, context: Any) -> AsyncIterator[Message]:
+        try:
+            check_pull_request_id(request.pull_request_id)
+            if not self._view.caught_up():
+                raise catching_up()
+            if self._view.get(request.pull_request_id) is None:
+                raise not_found(request.pull_request_id)
+        except errors.GatewayError as exc:
+            await errors.abort(context, exc)
+        subscription = self._view.subscribe(request.pull_request_id)
+        try:
+            async for pull_request in subscription:
+                yield query_service_pb2.WatchPullRequestResponse(
+                    pull_request=public_view(pull_request)
+                )
+        finally:
+            subscription.close()
