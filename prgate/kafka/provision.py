@@ -116,6 +116,8 @@ def provision(home: Path | None = None, *, environ: Mapping[str, str] | None = N
     if marker.exists():
         return libs
     check_tools(need_maven=True, environ=environ)
+    mvn = _which("mvn", os.environ if environ is None else environ)
+    assert mvn is not None  # check_tools made sure
     with file_lock(home / ".lock", _LOCK_TIMEOUT_S):
         if marker.exists():  # another process finished while we waited
             return libs
@@ -126,7 +128,7 @@ def provision(home: Path | None = None, *, environ: Mapping[str, str] | None = N
         log.info("event=kafka_provision version=%s home=%s", KAFKA_VERSION, home)
         started = time.monotonic()
         cmd = [
-            "mvn",
+            mvn,
             "-B",
             "-q",
             "-Dstyle.color=never",
