@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from gateway.producer import CommandProducer, KafkaUnavailable
 from prgate.kafka_settings import KafkaSettings
 from prgate.v1.commands_pb2 import ApprovePullRequest, CommandEnvelope
-from processor.topics import ensure_topics
 
-pytestmark = pytest.mark.kafka
-
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-
-@pytest.fixture
-def gw_kafka() -> Iterator[KafkaSettings]:
-    """Topics under a fresh prefix (local until tests/conftest.py provides kafka_settings)."""
-    settings = KafkaSettings(
-        bootstrap_servers=BOOTSTRAP, topic_prefix=f"t-gwprod-{uuid.uuid4().hex[:8]}.", partitions=3
-    )
-    ensure_topics(settings, timeout=20)
-    yield settings
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
-    admin.delete_topics([spec.name for spec in settings.topics.specs()], operation_timeout=5)
 
 
 def envelope(pr: str = "pr-42") -> CommandEnvelope:
@@ -44,29 +25,42 @@ def envelope(pr: str = "pr-42") -> CommandEnvelope:
 
 
 def committed_records(settings: KafkaSettings) -> int:
+    """Sum of the commands topic's high watermarks (retried: a fresh topic may lack a leader)."""
     consumer = Consumer(settings.client_config(**{"group.id": "unused"}))
     try:
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(settings.topics.commands, p), 5)[1]
-            for p in range(3)
-        )
+        for attempt in range(50):
+            try:
+                return sum(
+                    consumer.get_watermark_offsets(TopicPartition(settings.topics.commands, p), 5)[
+                        1
+                    ]
+                    for p in range(3)
+                )
+            except KafkaException:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
+        raise AssertionError("unreachable")
     finally:
         consumer.close()
 
 
-def test_send_returns_after_the_ack_and_writes_the_fixed_headers(gw_kafka: KafkaSettings) -> None:
+@pytest.mark.usefixtures("ensured_topics")
+def test_send_returns_after_the_ack_and_writes_the_fixed_headers(
+    kafka_settings: KafkaSettings,
+) -> None:
     env = envelope()
 
     async def main() -> None:
-        producer = CommandProducer(gw_kafka)
+        producer = CommandProducer(kafka_settings)
         await producer.start()
         try:
-            assert committed_records(gw_kafka) == 0
+            assert committed_records(kafka_settings) == 0
             await producer.send(
-                env, reply_to=gw_kafka.topics.results, timeout=10, traceparent=TRACEPARENT
+                env, reply_to=kafka_settings.topics.results, timeout=10, traceparent=TRACEPARENT
             )
             # acks=all: once send returned, the record is below the high watermark.
-            assert committed_records(gw_kafka) == 1
+            assert committed_records(kafka_settings) == 1
             assert producer.healthy()
         finally:
             await producer.close()
@@ -78,9 +72,11 @@ def test_send_returns_after_the_ack_and_writes_the_fixed_headers(gw_kafka: Kafka
     asyncio.run(main())
 
     consumer = Consumer(
-        gw_kafka.client_config(**{"group.id": f"t-{uuid.uuid4()}", "auto.offset.reset": "earliest"})
+        kafka_settings.client_config(
+            **{"group.id": f"t-{uuid.uuid4()}", "auto.offset.reset": "earliest"}
+        )
     )
-    consumer.subscribe([gw_kafka.topics.commands])
+    consumer.subscribe([kafka_settings.topics.commands])
     try:
         msg = None
         deadline = time.monotonic() + 15
@@ -95,7 +91,7 @@ def test_send_returns_after_the_ack_and_writes_the_fixed_headers(gw_kafka: Kafka
     assert CommandEnvelope.FromString(msg.value() or b"") == env
     assert dict(msg.headers() or []) == {
         "correlation-id": env.command_id.encode(),
-        "reply-to": gw_kafka.topics.results.encode(),
+        "reply-to": kafka_settings.topics.results.encode(),
         "message-type": b"prgate.v1.CommandEnvelope",
         "traceparent": TRACEPARENT.encode(),
     }

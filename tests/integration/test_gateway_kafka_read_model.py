@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 
 from gateway.read_model import ReadModel
 from gateway.read_model_hub import Subscription
@@ -25,31 +23,15 @@ from prgate.v1.pull_request_pb2 import (
 from prgate.v1.results_pb2 import CommandResult
 from processor.contract import HEADER_MESSAGE_TYPE, TYPE_PULL_REQUEST
 from processor.domain import fold
-from processor.topics import ensure_topics
 
-pytestmark = pytest.mark.kafka
-
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 Value = PullRequest | bytes | None | tuple[str, bytes]
 
 
-@pytest.fixture
-def gw_kafka() -> Iterator[KafkaSettings]:
-    """Topics under a fresh prefix (local until tests/conftest.py provides kafka_settings)."""
-    settings = KafkaSettings(
-        bootstrap_servers=BOOTSTRAP, topic_prefix=f"t-gwrm-{uuid.uuid4().hex[:8]}.", partitions=3
-    )
-    ensure_topics(settings, timeout=20)
-    yield settings
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
-    admin.delete_topics([spec.name for spec in settings.topics.specs()], operation_timeout=5)
-
-
 @pytest.fixture(scope="module")
-def txn_producer() -> Iterator[Producer]:
+def txn_producer(kafka_bootstrap: str) -> Iterator[Producer]:
     """A transactional producer, as the processor writes snapshots."""
     producer = Producer(
-        {"bootstrap.servers": BOOTSTRAP, "transactional.id": f"t-gwrm-{uuid.uuid4()}"}
+        {"bootstrap.servers": kafka_bootstrap, "transactional.id": f"t-gwrm-{uuid.uuid4()}"}
     )
     producer.init_transactions(20)
     yield producer
@@ -85,10 +67,11 @@ def pr(
     )
 
 
+@pytest.mark.usefixtures("ensured_topics")
 def test_catches_up_then_serves_get_and_list_and_survives_bad_records(
-    gw_kafka: KafkaSettings, txn_producer: Producer
+    kafka_settings: KafkaSettings, txn_producer: Producer
 ) -> None:
-    topic = gw_kafka.topics.pull_requests
+    topic = kafka_settings.topics.pull_requests
     records: list[tuple[str, Value]] = []
     for i in range(12):
         repo = "octo/a" if i % 2 == 0 else "octo/b"
@@ -105,7 +88,7 @@ def test_catches_up_then_serves_get_and_list_and_survives_bad_records(
     write(txn_producer, topic, *records)
 
     async def main() -> None:
-        model = ReadModel(gw_kafka)
+        model = ReadModel(kafka_settings)
         started = time.monotonic()
         await model.start()
         assert time.monotonic() - started < 0.5
@@ -161,10 +144,11 @@ def test_catches_up_then_serves_get_and_list_and_survives_bad_records(
     asyncio.run(main())
 
 
+@pytest.mark.usefixtures("ensured_topics")
 def test_many_watchers_share_one_source_and_read_your_writes(
-    gw_kafka: KafkaSettings, txn_producer: Producer
+    kafka_settings: KafkaSettings, txn_producer: Producer
 ) -> None:
-    topic = gw_kafka.topics.pull_requests
+    topic = kafka_settings.topics.pull_requests
     opened = EventEnvelope(
         event_id="e1",
         pull_request_id="pr-w",
@@ -176,7 +160,7 @@ def test_many_watchers_share_one_source_and_read_your_writes(
     assert v1 is not None
 
     async def main() -> None:
-        model = ReadModel(gw_kafka)
+        model = ReadModel(kafka_settings)
         await model.start()
         try:
             assert await model.wait_caught_up(15)  # empty topic: caught up at once

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 
 from gateway.producer import KafkaUnavailable
 from gateway.reply_router import ReplyRouter
@@ -18,30 +16,13 @@ from prgate.kafka_settings import KafkaSettings
 from prgate.v1.outcome_pb2 import COMMAND_STATE_SUCCEEDED
 from prgate.v1.results_pb2 import CommandResult
 from processor.contract import HEADER_CORRELATION_ID, HEADER_MESSAGE_TYPE, TYPE_COMMAND_RESULT
-from processor.topics import ensure_topics
-
-pytestmark = pytest.mark.kafka
-
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-
-
-@pytest.fixture
-def gw_kafka() -> Iterator[KafkaSettings]:
-    """Topics under a fresh prefix (local until tests/conftest.py provides kafka_settings)."""
-    settings = KafkaSettings(
-        bootstrap_servers=BOOTSTRAP, topic_prefix=f"t-gwrr-{uuid.uuid4().hex[:8]}.", partitions=3
-    )
-    ensure_topics(settings, timeout=20)
-    yield settings
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
-    admin.delete_topics([spec.name for spec in settings.topics.specs()], operation_timeout=5)
 
 
 @pytest.fixture(scope="module")
-def txn_producer() -> Iterator[Producer]:
+def txn_producer(kafka_bootstrap: str) -> Iterator[Producer]:
     """A transactional producer, as the processor writes results."""
     producer = Producer(
-        {"bootstrap.servers": BOOTSTRAP, "transactional.id": f"t-gwrr-{uuid.uuid4()}"}
+        {"bootstrap.servers": kafka_bootstrap, "transactional.id": f"t-gwrr-{uuid.uuid4()}"}
     )
     producer.init_transactions(20)
     yield producer
@@ -80,13 +61,14 @@ async def eventually_cached(router: ReplyRouter, command_id: str, timeout: float
     return await _until(lambda: router.lookup(command_id) is not None, timeout)
 
 
+@pytest.mark.usefixtures("ensured_topics")
 def test_waiter_gets_a_result_produced_after_reservation(
-    gw_kafka: KafkaSettings, txn_producer: Producer
+    kafka_settings: KafkaSettings, txn_producer: Producer
 ) -> None:
-    topic = gw_kafka.topics.results
+    topic = kafka_settings.topics.results
 
     async def main() -> None:
-        router = ReplyRouter(gw_kafka)
+        router = ReplyRouter(kafka_settings)
         seen: list[str] = []
         router.add_listener(lambda r: seen.append(r.command_id))
         await router.start()
@@ -119,16 +101,17 @@ def test_waiter_gets_a_result_produced_after_reservation(
     asyncio.run(main())
 
 
+@pytest.mark.usefixtures("ensured_topics")
 def test_results_nobody_waited_for_are_kept_and_found_by_a_later_router(
-    gw_kafka: KafkaSettings, txn_producer: Producer
+    kafka_settings: KafkaSettings, txn_producer: Producer
 ) -> None:
-    topic = gw_kafka.topics.results
+    topic = kafka_settings.topics.results
     early = [str(uuid.uuid4()) for _ in range(5)]
     # Before any router exists: only the lookback can find these.
     produce_results(txn_producer, topic, *(ok(cid) for cid in early))
 
     async def main() -> None:
-        first = ReplyRouter(gw_kafka, lookback_s=60)
+        first = ReplyRouter(kafka_settings, lookback_s=60)
         await first.start()
         try:
             assert await _until(first.caught_up)
@@ -143,7 +126,7 @@ def test_results_nobody_waited_for_are_kept_and_found_by_a_later_router(
             assert got.command_id == late
 
             # A gateway started later answers from the lookback window...
-            second = ReplyRouter(gw_kafka, lookback_s=60)
+            second = ReplyRouter(kafka_settings, lookback_s=60)
             await second.start()
             try:
                 assert await _until(second.caught_up)
@@ -153,7 +136,7 @@ def test_results_nobody_waited_for_are_kept_and_found_by_a_later_router(
 
             # ...but not for results older than its window.
             await asyncio.sleep(1.2)
-            narrow = ReplyRouter(gw_kafka, lookback_s=1.0)
+            narrow = ReplyRouter(kafka_settings, lookback_s=1.0)
             await narrow.start()
             try:
                 assert await _until(narrow.caught_up)
@@ -170,11 +153,12 @@ def test_results_nobody_waited_for_are_kept_and_found_by_a_later_router(
     asyncio.run(main())
 
 
-def test_too_many_waiting_past_the_bound(gw_kafka: KafkaSettings) -> None:
+@pytest.mark.usefixtures("ensured_topics")
+def test_too_many_waiting_past_the_bound(kafka_settings: KafkaSettings) -> None:
     from gateway.reply_router import TooManyWaiting
 
     async def main() -> None:
-        router = ReplyRouter(gw_kafka, max_waiting=3)
+        router = ReplyRouter(kafka_settings, max_waiting=3)
         await router.start()
         try:
             async with router.waiting("a"), router.waiting("b"), router.waiting("c"):
@@ -189,8 +173,10 @@ def test_too_many_waiting_past_the_bound(gw_kafka: KafkaSettings) -> None:
     asyncio.run(main())
 
 
-def test_start_fails_in_bounded_time_without_a_results_topic() -> None:
-    settings = KafkaSettings(bootstrap_servers=BOOTSTRAP, topic_prefix=f"t-missing-{uuid.uuid4()}.")
+def test_start_fails_in_bounded_time_without_a_results_topic(
+    kafka_settings: KafkaSettings,
+) -> None:
+    settings = kafka_settings  # no ensured_topics: the results topic does not exist
 
     async def main() -> None:
         router = ReplyRouter(settings, start_timeout_s=1.5)
