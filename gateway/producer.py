@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from prgate.kafka_settings import KafkaSettings
 from prgate.v1.commands_pb2 import CommandEnvelope
@@ -30,6 +31,8 @@ from processor.contract import (
 log = logging.getLogger(__name__)
 
 _POLL_INTERVAL_S = 0.1
+_PROBE_INTERVAL_S = 1.0
+_PROBE_TIMEOUT_S = 0.5
 # librdkafka error codes that mean "no broker reachable right now".
 _UNREACHABLE = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
 
@@ -72,6 +75,7 @@ class CommandProducer:
         self._flush_timeout = 5.0
         self._stopped: asyncio.Future[None] | None = None
         self._healthy = True
+        self._fatal = False  # the idempotent producer hit a fatal error: unusable for good
         self._closed = False
         self.last_error: str = ""
 
@@ -164,31 +168,54 @@ class CommandProducer:
 
     def _on_error(self, err: KafkaError) -> None:
         # error_cb runs on the poll thread; a bool store is atomic under the GIL.
+        if err.fatal():
+            self._fatal = True
         if err.code() in _UNREACHABLE or err.fatal():
             self._healthy = False
         self.last_error = err.str()
         log.warning("event=producer_error code=%s error=%r", err.name(), err.str())
 
     def healthy(self) -> bool:
-        """False while the broker is unreachable; True again after a successful delivery."""
-        return self._healthy and not self._closed
+        """False while the broker is unreachable (or after a fatal producer error, or close).
+
+        True again after a successful delivery or a successful metadata probe (the poll thread
+        probes about once a second while unhealthy). For health reporting; do not gate sends
+        on it, ``send`` itself fails in bounded time.
+        """
+        return self._healthy and not self._fatal and not self._closed
 
     def _poll_forever(self) -> None:
         producer = self._producer
         assert producer is not None
+        next_probe = 0.0
         try:
             while not self._stop.is_set():
                 producer.poll(_POLL_INTERVAL_S)
+                if not self._healthy and time.monotonic() >= next_probe:
+                    # librdkafka reports losing the broker but not getting it back: while
+                    # unhealthy, ask for metadata now and then (bounded) to notice recovery.
+                    next_probe = time.monotonic() + _PROBE_INTERVAL_S
+                    self._probe(producer)
             remaining = producer.flush(self._flush_timeout)
             if remaining:
                 log.warning("event=producer_flush_incomplete remaining=%d", remaining)
                 # Fail what is left right away instead of leaving callers to their deadlines.
                 producer.purge(in_queue=True, in_flight=True, blocking=False)
                 producer.poll(0)
+            producer.close()
         except Exception:
             log.exception("event=producer_poll_thread_failed")
         finally:
             self._signal_stopped()
+
+    def _probe(self, producer: Producer) -> None:
+        try:
+            producer.list_topics(self._topic, timeout=_PROBE_TIMEOUT_S)
+        except KafkaException:
+            return
+        if not self._healthy:
+            log.info("event=producer_broker_reachable_again")
+        self._healthy = True
 
     def _signal_stopped(self) -> None:
         loop, stopped = self._loop, self._stopped
@@ -218,7 +245,5 @@ class CommandProducer:
             log.warning("event=producer_close_timeout thread=%s", self._thread.name)
             return
         self._thread.join(timeout=1.0)
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            producer.close()
+        self._producer = None  # closed on the poll thread
         log.info("event=producer_closed topic=%s", self._topic)

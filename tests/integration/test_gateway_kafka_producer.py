@@ -97,6 +97,28 @@ def test_send_returns_after_the_ack_and_writes_the_fixed_headers(
     }
 
 
+@pytest.mark.usefixtures("ensured_topics")
+def test_health_recovers_without_traffic_once_the_broker_answers(
+    kafka_settings: KafkaSettings,
+) -> None:
+    async def main() -> None:
+        producer = CommandProducer(kafka_settings)
+        await producer.start()
+        try:
+            producer._healthy = False  # as after error_cb(_ALL_BROKERS_DOWN)
+            assert not producer.healthy()
+            for _ in range(40):
+                if producer.healthy():
+                    break
+                await asyncio.sleep(0.1)
+            assert producer.healthy()
+        finally:
+            await producer.close()
+        assert not producer.healthy()
+
+    asyncio.run(main())
+
+
 def test_unreachable_broker_raises_within_the_callers_timeout() -> None:
     settings = KafkaSettings(bootstrap_servers="127.0.0.1:1", topic_prefix="t-nowhere.")
 
