@@ -127,12 +127,18 @@ class TopicTail(Generic[T]):
         """True once every partition reached the end offset it had when the tail started."""
         return self._caught_up
 
-    async def close(self, timeout: float = 5.0) -> None:
-        """Stop the thread (bounded) and close the consumer (done on the thread)."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop the thread and close the consumer (on the thread), waiting at most ``timeout``.
+
+        The default covers one blocking Kafka request (an assignment attempt against a dead
+        broker) plus the consumer's close. Past it the daemon thread is left to finish alone.
+        """
         thread, stopped = self._thread, self._stopped
         if thread is None or stopped is None:
             return
         self._stop.set()
+        if timeout is None:
+            timeout = self._request_timeout_s + 2.0
         try:
             await asyncio.wait_for(asyncio.shield(stopped), timeout)
         except TimeoutError:

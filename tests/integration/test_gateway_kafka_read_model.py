@@ -23,6 +23,7 @@ from prgate.v1.pull_request_pb2 import (
 from prgate.v1.results_pb2 import CommandResult
 from processor.contract import HEADER_MESSAGE_TYPE, TYPE_PULL_REQUEST
 from processor.domain import fold
+from processor.topics import ensure_topics
 
 Value = PullRequest | bytes | None | tuple[str, bytes]
 
@@ -220,5 +221,29 @@ def test_many_watchers_share_one_source_and_read_your_writes(
         assert model.stats()["watchers"] == 0
         with pytest.raises(StopAsyncIteration):
             await anext(watchers[1])
+
+    asyncio.run(main())
+
+
+def test_started_before_its_topic_exists_it_retries_and_then_catches_up(
+    kafka_settings: KafkaSettings, txn_producer: Producer
+) -> None:
+    async def main() -> None:
+        model = ReadModel(kafka_settings)
+        await model.start()
+        try:
+            assert await model.wait_caught_up(0.5) is False
+            assert not model.caught_up()
+            await asyncio.to_thread(ensure_topics, kafka_settings)
+            await asyncio.to_thread(
+                write, txn_producer, kafka_settings.topics.pull_requests, ("pr-1", pr("pr-1", 1))
+            )
+            assert await model.wait_for_version("pr-1", 1, timeout=15)
+            assert await model.wait_caught_up(5)
+        finally:
+            started = time.monotonic()
+            await model.close()
+            assert time.monotonic() - started < 2.0
+        assert not model._tail._thread.is_alive()  # type: ignore[union-attr]
 
     asyncio.run(main())
