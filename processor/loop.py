@@ -1,0 +1,445 @@
+"""The transactional consume-transform-produce loop (the shape of confluent-kafka's
+``eos_transactions`` example).
+
+Per batch, in one Kafka transaction: the events, snapshots, results and dead letters of every
+command in the batch, plus the batch's consumed offsets (``send_offsets_to_transaction`` with the
+consumer's group metadata, so a member that lost its partitions is fenced by generation).
+
+Error handling follows the librdkafka transactional API: a retriable error repeats the same
+call; an error that requires an abort aborts, rewinds the consumer to the committed offsets and
+drops the batch's staged state (the in-memory store only holds committed state); anything else
+(fenced producer, fatal error) ends the run with a non-zero exit code, and a restart resumes
+from the committed offsets. No record is ever skipped.
+
+Rebalancing is cooperative-sticky: partitions that stay keep their in-memory state. On
+assignment, each new partition's pull requests are restored from the compacted topic before any
+of its commands is handled; revoked or lost partitions are forgotten. Callbacks run inside
+``consume()``, which the loop calls only between transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from processor.handler import CommandHandler, Outcome
+from processor.records import Outgoing
+from processor.restore import RestoreError, restore_partitions
+from processor.settings import ProcessorSettings
+from processor.state_store import PartitionStates
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+
+IDLE_POLL_S = 0.1  # bounds how long a stop request waits for the loop
+TXN_CALL_TIMEOUT_S = 30.0  # one transactional API call
+RETRY_BUDGET_S = 60.0  # all retries of one call together
+PROGRESS_EVERY_S = 10.0
+METADATA_TIMEOUT_S = 5.0
+
+
+class FatalProcessorError(Exception):
+    """The processor cannot go on; the run ends with a non-zero exit code."""
+
+
+def kafka_error(exc: BaseException) -> KafkaError | None:
+    """The KafkaError inside a KafkaException, if any."""
+    arg = exc.args[0] if exc.args else None
+    return arg if isinstance(arg, KafkaError) else None
+
+
+class Processor:
+    """One member of the processor group. ``run()`` until ``stop`` is set or a fatal error.
+
+    ``fault`` is a test hook: it is called with a step name (``"before_send_offsets"``,
+    ``"before_commit"``) inside every transaction and may raise to simulate a Kafka error.
+    """
+
+    def __init__(
+        self,
+        settings: ProcessorSettings,
+        *,
+        stop: threading.Event | None = None,
+        fault: Callable[[str], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._topics = settings.topics
+        self._instance_id = settings.resolved_instance_id
+        self._stop = stop or threading.Event()
+        self._fault = fault or (lambda step: None)
+        self._states = PartitionStates()
+        self._handler = CommandHandler(
+            self._topics, settings.policy(), reply_topic=self._reply_topic
+        )
+        self._fatal: str | None = None
+        self._in_transaction = False
+        self._known_reply_topics = {self._topics.results}
+        # Contract topics are never a reply-to (warned about once, like a missing topic).
+        self._refused_reply_topics: set[str] = set()
+        self._contract_topics = {
+            self._topics.commands,
+            self._topics.events,
+            self._topics.pull_requests,
+            self._topics.dlq,
+        }
+        self._counts: dict[str, int] = {o.value: 0 for o in Outcome}
+        self._counts.update(batches=0, aborts=0)
+        self._last_progress = time.monotonic()
+        self._logged_counts = dict(self._counts)
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._restorer: Consumer | None = None
+
+    @property
+    def stop_event(self) -> threading.Event:
+        return self._stop
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Process until stopped (exit 0) or a fatal error (exit 1). Always closes the clients."""
+        settings = self._settings
+        log.info(
+            "event=processor_starting instance_id=%s transactional_id=%s group_id=%s topic=%s",
+            self._instance_id,
+            settings.transactional_id(self._instance_id),
+            settings.group_id,
+            self._topics.commands,
+        )
+        try:
+            self._producer = Producer(
+                settings.producer_config(self._instance_id) | {"error_cb": self._on_error}
+            )
+            # Fences an earlier incarnation with the same transactional.id and aborts its open
+            # transaction, before we read anything it may have left pending.
+            self._retrying(
+                "init_transactions",
+                lambda: self._txn_producer.init_transactions(TXN_CALL_TIMEOUT_S),
+            )
+            self._restorer = Consumer(settings.restore_config())
+            # Connect and learn the partition leaders now, not inside the first assignment.
+            self._restorer.list_topics(self._topics.pull_requests, METADATA_TIMEOUT_S)
+            self._consumer = Consumer(
+                settings.consumer_config(self._instance_id) | {"error_cb": self._on_error}
+            )
+            self._consumer.subscribe(
+                [self._topics.commands],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            log.info("event=processor_started instance_id=%s", self._instance_id)
+            while not self._stop.is_set():
+                batch = self._next_batch()
+                self._check_fatal()
+                if batch:
+                    self._process(batch)
+                self._txn_producer.poll(0)
+                self._maybe_log_progress()
+            log.info("event=processor_stopping reason=signal")
+            return EXIT_OK
+        except (FatalProcessorError, KafkaException) as exc:
+            log.error("event=processor_failed instance_id=%s error=%r", self._instance_id, exc)
+            return EXIT_FATAL
+        except Exception:
+            log.exception("event=processor_crashed instance_id=%s", self._instance_id)
+            return EXIT_FATAL
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._in_transaction and self._producer is not None:
+            # Only after a fatal error: give the batch back (bounded), a restart redoes it.
+            try:
+                self._producer.abort_transaction(TXN_CALL_TIMEOUT_S)
+            except KafkaException as exc:
+                log.warning("event=abort_on_close_failed error=%r", exc)
+            self._in_transaction = False
+        if self._consumer is not None:
+            try:
+                self._consumer.close()  # leaves the group: our partitions move at once
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("event=consumer_close_failed error=%r", exc)
+        if self._restorer is not None:
+            try:
+                self._restorer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("event=restore_consumer_close_failed error=%r", exc)
+        if self._producer is not None:
+            # No transaction is open here: every batch commits or aborts before the loop ends.
+            remaining = self._producer.flush(5.0)
+            if remaining:
+                log.warning("event=producer_flush_incomplete remaining=%d", remaining)
+            self._producer.close()
+        self._log_progress("processor_stopped")
+
+    @property
+    def _txn_producer(self) -> Producer:
+        assert self._producer is not None
+        return self._producer
+
+    @property
+    def _group_consumer(self) -> Consumer:
+        assert self._consumer is not None
+        return self._consumer
+
+    def _check_fatal(self) -> None:
+        if self._fatal is not None:
+            raise FatalProcessorError(self._fatal)
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal = f"fatal Kafka error: {error}"
+            log.error("event=kafka_fatal_error error=%s", error)
+        else:
+            log.warning("event=kafka_error error=%s", error)
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[Message]:
+        """Wait (bounded) for a first command, then take what arrives within the batch wait."""
+        consumer = self._group_consumer
+        batch = consumer.consume(1, IDLE_POLL_S)
+        if batch and self._settings.batch_max_records > 1:
+            batch.extend(
+                consumer.consume(
+                    self._settings.batch_max_records - 1,
+                    self._settings.batch_max_wait_ms / 1000,
+                )
+            )
+        return batch
+
+    def _process(self, batch: list[Message]) -> None:
+        mine: list[Message] = []
+        for message in batch:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise FatalProcessorError(f"consumer error: {error}")
+                log.warning("event=consumer_error error=%s", error)
+            elif self._states.owns(message.partition() or 0):
+                mine.append(message)
+            else:
+                # Fetched before its partition moved; the new owner starts at the committed
+                # offset, which we do not advance for it.
+                log.warning(
+                    "event=record_of_unowned_partition partition=%s offset=%s",
+                    message.partition(),
+                    message.offset(),
+                )
+        if not mine:
+            return
+        started = time.monotonic()
+        producer = self._txn_producer
+        staged = self._states.begin()
+        offsets: dict[int, int] = {}
+        outcomes: list[Outcome] = []
+        try:
+            producer.begin_transaction()
+            self._in_transaction = True
+            for message in mine:
+                handled = self._handler.handle(message, staged)
+                for record in handled.outgoing:
+                    self._produce(record)
+                offsets[message.partition() or 0] = (message.offset() or 0) + 1
+                outcomes.append(handled.outcome)
+            positions = [
+                TopicPartition(self._topics.commands, partition, offset)
+                for partition, offset in offsets.items()
+            ]
+            self._fault("before_send_offsets")
+            self._retrying(
+                "send_offsets_to_transaction",
+                lambda: producer.send_offsets_to_transaction(
+                    positions,
+                    self._group_consumer.consumer_group_metadata(),
+                    TXN_CALL_TIMEOUT_S,
+                ),
+            )
+            self._fault("before_commit")
+            self._retrying(
+                "commit_transaction", lambda: producer.commit_transaction(TXN_CALL_TIMEOUT_S)
+            )
+        except KafkaException as exc:
+            error = kafka_error(exc)
+            if error is not None and error.txn_requires_abort() and not error.fatal():
+                self._abort_and_rewind(error)
+                return
+            raise FatalProcessorError(f"transaction failed: {exc}") from exc
+        self._in_transaction = False
+        state_changes = len(staged)
+        staged.apply()
+        self._counts["batches"] += 1
+        for outcome in outcomes:
+            self._counts[outcome.value] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "event=batch_committed records=%d partitions=%s state_changes=%d ms=%.1f",
+                len(mine),
+                ",".join(str(p) for p in sorted(offsets)),
+                state_changes,
+                (time.monotonic() - started) * 1000,
+            )
+
+    def _produce(self, record: Outgoing) -> None:
+        deadline = time.monotonic() + RETRY_BUDGET_S
+        while True:
+            try:
+                self._txn_producer.produce(
+                    record.topic, value=record.value, key=record.key, headers=record.headers
+                )
+                return
+            except BufferError:
+                # The local queue is full: serve it and try again, for a bounded time.
+                if time.monotonic() > deadline:
+                    raise FatalProcessorError("producer queue stayed full") from None
+                self._txn_producer.poll(0.05)
+
+    def _retrying(self, what: str, call: Callable[[], Any]) -> None:
+        """``call()``, repeated while librdkafka reports a retriable error (bounded)."""
+        deadline = time.monotonic() + RETRY_BUDGET_S
+        delay = 0.05
+        while True:
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                error = kafka_error(exc)
+                retriable = error is not None and error.retriable() and not error.fatal()
+                if not retriable or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("event=kafka_call_retry call=%s error=%s", what, error)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _abort_and_rewind(self, error: KafkaError) -> None:
+        """Abort the open transaction and re-read from the committed offsets."""
+        self._counts["aborts"] += 1
+        log.warning("event=transaction_aborting error=%s", error)
+        self._retrying(
+            "abort_transaction", lambda: self._txn_producer.abort_transaction(TXN_CALL_TIMEOUT_S)
+        )
+        self._in_transaction = False
+        consumer = self._group_consumer
+        assignment = consumer.assignment()
+        if not assignment:
+            return
+        try:
+            committed = consumer.committed(assignment, timeout=TXN_CALL_TIMEOUT_S)
+            for tp in committed:
+                if tp.error is not None:
+                    raise FatalProcessorError(f"committed offset of {tp} unreadable: {tp.error}")
+                offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        except KafkaException as exc:
+            # Without a rewind we would skip the aborted records: stop, a restart resumes.
+            raise FatalProcessorError(f"rewind after abort failed: {exc}") from exc
+        log.info(
+            "event=transaction_aborted rewound=%s",
+            ",".join(f"{tp.partition}@{tp.offset}" for tp in committed),
+        )
+
+    # -- rebalancing -------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not partitions or self._fatal is not None:
+            return
+        numbers = sorted(tp.partition for tp in partitions)
+        log.info("event=partitions_assigned partitions=%s", ",".join(map(str, numbers)))
+        timeout_s = self._settings.restore_timeout_ms / 1000
+        deadline = time.monotonic() + timeout_s
+        try:
+            # Under read_committed this waits until a predecessor's pending transactional
+            # offsets are resolved: only then do the snapshots we read match those offsets.
+            consumer.committed(partitions, timeout=timeout_s)
+            assert self._restorer is not None
+            restored = restore_partitions(
+                self._restorer,
+                self._topics.pull_requests,
+                numbers,
+                max(1.0, deadline - time.monotonic()),
+            )
+        except (KafkaException, RestoreError) as exc:
+            # Raising here would leave librdkafka's assignment half-done; stop the loop instead.
+            self._fatal = f"restoring partitions {numbers} failed: {exc}"
+            log.error("event=restore_failed partitions=%s error=%s", numbers, exc)
+            return
+        for partition, states in restored.items():
+            self._states.put_partition(partition, states)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = sorted(tp.partition for tp in partitions)
+        self._states.drop(numbers)
+        if numbers:
+            log.info("event=partitions_revoked partitions=%s", ",".join(map(str, numbers)))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = sorted(tp.partition for tp in partitions)
+        self._states.drop(numbers)
+        log.warning("event=partitions_lost partitions=%s", ",".join(map(str, numbers)))
+
+    # -- reply-to ----------------------------------------------------------------------------
+
+    def _reply_topic(self, requested: str | None) -> str:
+        """The reply-to topic if it exists and is no contract topic, else the results topic.
+
+        A reply-to naming a missing topic would make every commit of the batch fail, forever;
+        one naming the events topic would write results into the history.
+        """
+        if not requested or requested in self._known_reply_topics:
+            return requested or self._topics.results
+        if requested in self._refused_reply_topics:
+            return self._topics.results
+        if requested in self._contract_topics:
+            self._refused_reply_topics.add(requested)
+            log.warning("event=reply_to_refused topic=%s reason=contract_topic", requested)
+            return self._topics.results
+        try:
+            # The consumer's metadata request never auto-creates the topic.
+            metadata = self._group_consumer.list_topics(requested, METADATA_TIMEOUT_S)
+        except KafkaException as exc:
+            log.warning("event=reply_topic_lookup_failed topic=%s error=%s", requested, exc)
+            return self._topics.results  # not cached: ask again next time
+        topic = metadata.topics.get(requested)
+        if topic is not None and topic.error is None and topic.partitions:
+            self._known_reply_topics.add(requested)
+            return requested
+        self._refused_reply_topics.add(requested)
+        log.warning("event=reply_to_refused topic=%s fallback=%s", requested, self._topics.results)
+        return self._topics.results
+
+    # -- logs --------------------------------------------------------------------------------
+
+    def _maybe_log_progress(self) -> None:
+        if (
+            time.monotonic() - self._last_progress >= PROGRESS_EVERY_S
+            and self._counts != self._logged_counts
+        ):
+            self._log_progress("progress")
+
+    def _log_progress(self, event: str) -> None:
+        self._last_progress = time.monotonic()
+        self._logged_counts = dict(self._counts)
+        counts = " ".join(f"{k}={v}" for k, v in self._counts.items())
+        log.info(
+            "event=%s %s partitions=%s pull_requests=%d",
+            event,
+            counts,
+            ",".join(map(str, self._states.partitions())) or "-",
+            self._states.count(),
+        )
