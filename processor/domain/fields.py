@@ -60,6 +60,10 @@ class TextRule:
 
 ID_RULE = TextRule(max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, pattern_hint="A-Z a-z 0-9 . _ : -")
 NAME_RULE = TextRule()
+# Envelope ids the gateway may not have filled in yet: empty is fine, anything else must be valid.
+OPTIONAL_ID_RULE = TextRule(
+    required=False, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN, pattern_hint="A-Z a-z 0-9 . _ : -"
+)
 REPOSITORY_RULE = TextRule(pattern=REPOSITORY_PATTERN, pattern_hint="owner/name")
 DESCRIPTION_RULE = TextRule(
     required=False, max_length=MAX_DESCRIPTION_BYTES, in_bytes=True, multi_line=True
@@ -80,7 +84,9 @@ def check_text(value: str, rule: TextRule, name: str, path: str) -> outcome_pb2.
     if not value.strip():
         if rule.required:
             return invalid_argument(f"{prefix}_{reasons.REQUIRED}", path, f"{name} is required")
-        return None
+        if not value or rule.pattern is None:
+            return None
+        # An optional id of only whitespace is not absent: the format check refuses it.
     size = len(value.encode("utf-8", "surrogatepass")) if rule.in_bytes else len(value)
     if size > rule.max_length:
         unit = "bytes" if rule.in_bytes else "characters"
@@ -200,12 +206,12 @@ _VALIDATORS: dict[str, Callable[..., None]] = {
 def _envelope(command: commands_pb2.CommandEnvelope, which: str | None, out: Violations) -> None:
     # Filled in by the gateway, so optional here: the gateway may validate before assigning ids.
     if command.command_id:
-        violation = check_text(command.command_id, ID_RULE, "command_id", "command_id")
+        violation = check_text(command.command_id, OPTIONAL_ID_RULE, "command_id", "command_id")
         if violation is not None:
             out.append(violation)
     if command.pull_request_id:
         violation = check_text(
-            command.pull_request_id, ID_RULE, "pull_request_id", "pull_request_id"
+            command.pull_request_id, OPTIONAL_ID_RULE, "pull_request_id", "pull_request_id"
         )
         if violation is not None:
             out.append(violation)

@@ -292,7 +292,11 @@ def test_a_malformed_revert_reason_is_rejected(reason, code):
 
 @pytest.mark.parametrize(
     ("command_id", "reason"),
-    [("c" * 129, "COMMAND_ID_TOO_LONG"), ("bad id", "COMMAND_ID_INVALID")],
+    [
+        ("c" * 129, "COMMAND_ID_TOO_LONG"),
+        ("bad id", "COMMAND_ID_INVALID"),
+        (" ", "COMMAND_ID_INVALID"),
+    ],
 )
 def test_a_malformed_envelope_command_id_is_rejected(command_id, reason):
     assert fields_and_reasons(approve_cmd("bob", command_id=command_id)) == [("command_id", reason)]
@@ -311,6 +315,8 @@ def test_an_envelope_pull_request_id_must_match_the_command():
     assert fields_and_reasons(open_cmd(pr="bad id")) == [
         ("pull_request_id", "PULL_REQUEST_ID_INVALID")
     ]
+    # Found by test_decide_never_raises: blank is not empty, so it is not "left to fill in".
+    assert fields_and_reasons(open_cmd(pr=" ")) == [("pull_request_id", "PULL_REQUEST_ID_INVALID")]
 
 
 def test_a_negative_expected_version_is_malformed():
