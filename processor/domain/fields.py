@@ -210,12 +210,15 @@ def _envelope(command: commands_pb2.CommandEnvelope, which: str | None, out: Vio
         if violation is not None:
             out.append(violation)
     if command.pull_request_id:
-        violation = check_text(
-            command.pull_request_id, OPTIONAL_ID_RULE, "pull_request_id", "pull_request_id"
-        )
-        if violation is not None:
-            out.append(violation)
-        elif which not in (None, OPEN):
+        if which is None or which == OPEN:
+            violation = check_text(
+                command.pull_request_id, OPTIONAL_ID_RULE, "pull_request_id", "pull_request_id"
+            )
+            if violation is not None:
+                out.append(violation)
+        else:
+            # The gateway copies the command's id here; the command's own check covers its
+            # format, so only a disagreement is reported (once, on the envelope).
             own = getattr(command, which).pull_request_id
             if own and own != command.pull_request_id:
                 out.append(

@@ -315,6 +315,10 @@ def test_an_envelope_pull_request_id_must_match_the_command():
     assert fields_and_reasons(open_cmd(pr="bad id")) == [
         ("pull_request_id", "PULL_REQUEST_ID_INVALID")
     ]
+    # The gateway copies the command's id into the envelope: one violation, on the command.
+    assert fields_and_reasons(approve_cmd("bob", pr="pr 1", pull_request_id="pr 1")) == [
+        ("command.pull_request_id", "PULL_REQUEST_ID_INVALID")
+    ]
     # Found by test_decide_never_raises: blank is not empty, so it is not "left to fill in".
     assert fields_and_reasons(open_cmd(pr=" ")) == [("pull_request_id", "PULL_REQUEST_ID_INVALID")]
 
