@@ -157,7 +157,7 @@ class Stack:
 
     def processor(self, instance: str = "p0", **env: str) -> ServiceProcess:
         merged = base_env(self.kafka)
-        merged.update({"PRGATE_INSTANCE_ID": instance, **env})
+        merged.update({"PRGATE_PROCESSOR_INSTANCE_ID": instance, **env})
         service = ServiceProcess(
             f"processor-{instance}", "processor", merged, self.log_dir / f"processor-{instance}.log"
         )
