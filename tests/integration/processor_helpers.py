@@ -135,11 +135,12 @@ def reopen(pr: str) -> CommandEnvelope:
 
 def stream_for(pr: str, length: int) -> list[CommandEnvelope]:
     """``length`` commands on one pull request that mostly succeed and sometimes are rejected:
-    open, then check results, retitles, approvals, close/reopen, and a merge at the end."""
-    commands = [open_pr(pr)]
+    open, then check results, retitles, approvals (some by the author: rejected),
+    close/reopen, and a merge at the end."""
+    commands = [open_pr(pr, author="alice")]
     step = 0
     while len(commands) < length - 1:
-        kind = step % 6
+        kind = step % 7
         if kind in (0, 1):
             commands.append(check(pr, f"ci-{step % 3}"))
         elif kind == 2:
@@ -148,8 +149,10 @@ def stream_for(pr: str, length: int) -> list[CommandEnvelope]:
             commands.append(approve(pr, f"reviewer-{step % 4}"))
         elif kind == 4:
             commands.append(close(pr))
-        else:
+        elif kind == 5:
             commands.append(reopen(pr))
+        else:
+            commands.append(approve(pr, "alice"))
         step += 1
     commands.append(merge(pr))
     return commands
@@ -480,6 +483,12 @@ class ProcessorProcess:
                 )
             time.sleep(0.1)
 
+    def pause(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
@@ -497,3 +506,92 @@ class ProcessorProcess:
 
 def with_instance(settings: ProcessorSettings, instance_id: str) -> ProcessorSettings:
     return replace(settings, instance_id=instance_id)
+
+
+class PacedSender(threading.Thread):
+    """Produces ``commands`` in order from a thread, ``per_second`` at most, so that processors
+    are busy (mid-transaction) when a test kills or stops them."""
+
+    def __init__(self, kafka: KafkaSettings, commands: list[CommandEnvelope], per_second: float):
+        super().__init__(name="paced-sender", daemon=True)
+        self._producer = CommandProducer(kafka)
+        self._commands = commands
+        self._interval = 1.0 / per_second
+        self.sent = 0
+
+    def run(self) -> None:
+        started = time.monotonic()
+        for i, env in enumerate(self._commands):
+            delay = started + i * self._interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._producer.send(env)
+            self.sent += 1
+        self._producer.close()
+
+    def finish(self, timeout: float = 60.0) -> None:
+        self.join(timeout)
+        assert not self.is_alive(), "sender did not finish"
+        assert self.sent == len(self._commands)
+
+
+def count_records(kafka: KafkaSettings, topic: str, isolation: str) -> int:
+    with tail(kafka, topic, isolation) as t:
+        return len(t.drain())
+
+
+def group_assignment(kafka: KafkaSettings, group_id: str) -> dict[str, set[int]]:
+    """client.id -> assigned partitions of the group's current members."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(kafka.client_config())
+    (future,) = admin.describe_consumer_groups([group_id], request_timeout=10).values()
+    description = future.result(timeout=15)
+    return {
+        member.client_id: {tp.partition for tp in member.assignment.topic_partitions}
+        for member in description.members
+    }
+
+
+def wait_assignment(
+    kafka: KafkaSettings,
+    group_id: str,
+    predicate: Callable[[dict[str, set[int]]], bool],
+    timeout: float,
+) -> dict[str, set[int]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        current = group_assignment(kafka, group_id)
+        if predicate(current):
+            return current
+        if time.monotonic() > deadline:
+            raise AssertionError(f"group {group_id} assignment stayed {current}")
+        time.sleep(0.2)
+
+
+def kill_inside_transaction(
+    process: ProcessorProcess, kafka: KafkaSettings, attempts: int = 100
+) -> int:
+    """SIGKILL ``process`` while it provably has an open transaction with records written.
+
+    Freeze it (SIGSTOP) when read_uncommitted shows more results than read_committed, let
+    in-flight requests settle, look again, and kill only if the difference is still there;
+    otherwise let it go on (SIGCONT) and try again. Returns the number of uncommitted results.
+    """
+    topic = kafka.topics.results
+    with tail(kafka, topic, "read_uncommitted") as dirty, tail(kafka, topic) as clean:
+        for _ in range(attempts):
+            dirty.poll(0.02)
+            clean.poll(0.02)
+            if len(dirty.records) <= len(clean.records):
+                continue
+            process.pause()
+            time.sleep(0.3)
+            dirty.drain()
+            clean.drain()
+            open_records = len(dirty.records) - len(clean.records)
+            if open_records > 0:
+                process.kill()
+                return open_records
+            process.resume()
+    raise AssertionError("never saw an open transaction to kill")
