@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from prgate import logs
 from prgate.settings import add_arguments, load, redacted
 from processor.loop import Processor
 from processor.settings import ProcessorSettings
@@ -32,19 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(parser, ProcessorSettings)
     return parser
-
-
-def configure_logging(level: str) -> None:
-    """One key=value line per event on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter(
-            "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-        )
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
@@ -66,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"prgate processor: invalid settings: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(settings.log_level)
+    logs.configure(settings.log_level)  # key=value on a terminal, JSON lines otherwise
     log.info(
         "event=settings %s",
         " ".join(f"{k}={v!r}" for k, v in redacted(settings).items()),

@@ -37,6 +37,7 @@ from confluent_kafka import (
 
 from processor.handler import CommandHandler, Outcome
 from processor.records import Outgoing
+from processor.reply_topics import METADATA_TIMEOUT_S, ReplyTopics
 from processor.restore import RestoreError, restore_partitions
 from processor.settings import ProcessorSettings
 from processor.state_store import PartitionStates
@@ -50,7 +51,6 @@ IDLE_POLL_S = 0.1  # bounds how long a stop request waits for the loop
 TXN_CALL_TIMEOUT_S = 30.0  # one transactional API call
 RETRY_BUDGET_S = 60.0  # all retries of one call together
 PROGRESS_EVERY_S = 10.0
-METADATA_TIMEOUT_S = 5.0
 
 
 class FatalProcessorError(Exception):
@@ -84,19 +84,15 @@ class Processor:
         self._fault = fault or (lambda step: None)
         self._states = PartitionStates()
         self._handler = CommandHandler(
-            self._topics, settings.policy(), reply_topic=self._reply_topic
+            self._topics,
+            settings.policy(),
+            reply_topic=ReplyTopics(
+                self._topics,
+                self._list_topics,
+            ),
         )
         self._fatal: str | None = None
         self._in_transaction = False
-        self._known_reply_topics = {self._topics.results}
-        # Contract topics are never a reply-to (warned about once, like a missing topic).
-        self._refused_reply_topics: set[str] = set()
-        self._contract_topics = {
-            self._topics.commands,
-            self._topics.events,
-            self._topics.pull_requests,
-            self._topics.dlq,
-        }
         self._counts: dict[str, int] = {o.value: 0 for o in Outcome}
         self._counts.update(batches=0, aborts=0)
         self._last_progress = time.monotonic()
@@ -197,6 +193,10 @@ class Processor:
     def _group_consumer(self) -> Consumer:
         assert self._consumer is not None
         return self._consumer
+
+    def _list_topics(self, topic: str, timeout: float) -> Any:
+        # The consumer exists only once run() started; metadata from it never auto-creates.
+        return self._group_consumer.list_topics(topic, timeout)
 
     def _check_fatal(self) -> None:
         if self._fatal is not None:
@@ -392,36 +392,6 @@ class Processor:
         numbers = sorted(tp.partition for tp in partitions)
         self._states.drop(numbers)
         log.warning("event=partitions_lost partitions=%s", ",".join(map(str, numbers)))
-
-    # -- reply-to ----------------------------------------------------------------------------
-
-    def _reply_topic(self, requested: str | None) -> str:
-        """The reply-to topic if it exists and is no contract topic, else the results topic.
-
-        A reply-to naming a missing topic would make every commit of the batch fail, forever;
-        one naming the events topic would write results into the history.
-        """
-        if not requested or requested in self._known_reply_topics:
-            return requested or self._topics.results
-        if requested in self._refused_reply_topics:
-            return self._topics.results
-        if requested in self._contract_topics:
-            self._refused_reply_topics.add(requested)
-            log.warning("event=reply_to_refused topic=%s reason=contract_topic", requested)
-            return self._topics.results
-        try:
-            # The consumer's metadata request never auto-creates the topic.
-            metadata = self._group_consumer.list_topics(requested, METADATA_TIMEOUT_S)
-        except KafkaException as exc:
-            log.warning("event=reply_topic_lookup_failed topic=%s error=%s", requested, exc)
-            return self._topics.results  # not cached: ask again next time
-        topic = metadata.topics.get(requested)
-        if topic is not None and topic.error is None and topic.partitions:
-            self._known_reply_topics.add(requested)
-            return requested
-        self._refused_reply_topics.add(requested)
-        log.warning("event=reply_to_refused topic=%s fallback=%s", requested, self._topics.results)
-        return self._topics.results
 
     # -- logs --------------------------------------------------------------------------------
 

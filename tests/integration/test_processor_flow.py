@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
 from integration.processor_helpers import (
+    CommandProducer,
     ThreadedProcessor,
     approve,
+    command_headers,
     events_of,
     merge,
     open_pr,
@@ -151,3 +153,38 @@ def test_aborted_transaction_is_invisible_to_read_committed(
         (event,) = events_of(t.drain())
     assert isinstance(event, EventEnvelope) and event.version == 1
     assert results_of([]) == []
+
+
+def test_result_goes_to_the_reply_to_topic_when_it_exists(
+    kafka_settings: KafkaSettings, ensured_topics: Topics
+) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    inbox = f"{kafka_settings.topic_prefix}gateway-7.results"
+    admin = AdminClient(kafka_settings.client_config())
+    admin.create_topics([NewTopic(inbox, 1, 1)])[inbox].result(timeout=15)
+    to_inbox = open_pr("pr-r1")
+    to_missing = open_pr("pr-r2")
+    to_events = open_pr("pr-r3")
+    producer = CommandProducer(kafka_settings)
+    for env, reply_to in (
+        (to_inbox, inbox),
+        (to_missing, f"{kafka_settings.topic_prefix}no-such-topic"),
+        (to_events, ensured_topics.events),  # never a reply-to: results would pollute history
+    ):
+        producer.raw(
+            env.pull_request_id.encode(),
+            env.SerializeToString(),
+            command_headers(env.command_id, reply_to),
+        )
+    producer.close()
+    with ThreadedProcessor(processor_settings(kafka_settings)):
+        with tail(kafka_settings, inbox) as t:
+            (answer,) = results_of(t.wait_until(lambda recs: len(recs) >= 1, 30, "inbox result"))
+        fallback = wait_results(
+            kafka_settings, {to_missing.command_id, to_events.command_id}, timeout=30
+        )
+    assert answer.command_id == to_inbox.command_id
+    assert {r.command_id for r in fallback} == {to_missing.command_id, to_events.command_id}
+    with tail(kafka_settings, ensured_topics.events) as t:
+        assert len(events_of(t.drain())) == 3  # only the three PullRequestOpened events
