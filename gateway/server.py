@@ -19,6 +19,7 @@ from gateway.producer import CommandProducer
 from gateway.query_service import QueryService
 from gateway.read_model import ReadModel
 from gateway.reply_router import ReplyRouter
+from gateway.security import Security, build_security
 from gateway.settings import GatewaySettings
 from prgate import logs
 from prgate.kafka_settings import KafkaSettings
@@ -50,6 +51,7 @@ class Gateway:
     read_model: ReadModel
     port: int
     settings: GatewaySettings
+    security: Security | None = None
     _ready_task: asyncio.Task[None] | None = None
 
     async def _become_ready(self) -> None:
@@ -82,7 +84,13 @@ async def start_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> Gate
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.http2.max_pings_without_data", 0),
     ]
-    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=settings.max_concurrent_rpcs)
+    # Before any Kafka client exists: bad certificates or token file fail fast.
+    security = build_security(settings)
+    server = grpc.aio.server(
+        options=options,
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        interceptors=security.interceptors,
+    )
     producer = CommandProducer(kafka, delivery_timeout_ms=int(settings.accept_timeout_s * 1000))
     router = ReplyRouter(
         kafka,
@@ -103,6 +111,7 @@ async def start_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> Gate
             sender=producer,
             results=router,
             view=read_model,
+            caller_of=security.caller_of,
         ),
         server,
     )
@@ -118,16 +127,22 @@ async def start_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> Gate
         ),
         server,
     )
-    port = server.add_insecure_port(settings.listen)
+    port = (
+        server.add_secure_port(settings.listen, security.credentials)
+        if security.credentials is not None
+        else server.add_insecure_port(settings.listen)
+    )
     if port == 0:
         raise SystemExit(f"cannot listen on {settings.listen}")
     await producer.start()
     await read_model.start()
     await router.start()
     await server.start()
-    gateway = Gateway(server, health_servicer, producer, router, read_model, port, settings)
+    gateway = Gateway(
+        server, health_servicer, producer, router, read_model, port, settings, security
+    )
     gateway._ready_task = asyncio.create_task(gateway._become_ready())
-    log.info("gateway_started listen=%s port=%d", settings.listen, port)
+    log.info("gateway_started listen=%s port=%d transport=%s", settings.listen, port, security.mode)
     return gateway
 
 
@@ -138,6 +153,8 @@ async def serve(settings: GatewaySettings, kafka: KafkaSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     gateway = await start_gateway(settings, kafka)
+    if gateway.security is not None and gateway.security.tokens is not None:
+        loop.add_signal_handler(signal.SIGHUP, gateway.security.reload_tokens)
     try:
         await stop.wait()
     finally:

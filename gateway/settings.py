@@ -65,3 +65,24 @@ class GatewaySettings:
         1, "PRGATE_REQUIRED_APPROVALS", "approvals from non-authors a merge needs"
     )
     log_level: str = setting("INFO", "PRGATE_LOG_LEVEL", "log level")
+    # Security (gateway/security.py, README "Security"): everything off by default.
+    tls_cert_file: str = setting(
+        "", "PRGATE_TLS_CERT_FILE", "PEM server certificate (chain); with the key, turns on TLS"
+    )
+    tls_key_file: str = setting("", "PRGATE_TLS_KEY_FILE", "PEM private key of the certificate")
+    tls_client_ca_file: str = setting(
+        "",
+        "PRGATE_TLS_CLIENT_CA_FILE",
+        "PEM CA bundle; set, every client must present a certificate it signed (mutual TLS)",
+    )
+    auth_token_file: str = setting(
+        "",
+        "PRGATE_AUTH_TOKEN_FILE",
+        "JSON file of bearer tokens, principals and roles; set, every call except health and"
+        " reflection needs 'authorization: Bearer <token>'",
+    )
+    auth_reload_interval_s: float = setting(
+        1.0,
+        "PRGATE_AUTH_RELOAD_INTERVAL_S",
+        "how often calls check the token file for changes (0: only on SIGHUP)",
+    )
