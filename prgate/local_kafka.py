@@ -182,6 +182,9 @@ class LocalKafka:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
+        if self._proc is not None and self._proc.pid == pid:
+            # Our own child: ask it. (Right after exec, /proc/PID/cmdline can still be empty.)
+            return pid if self._proc.poll() is None else None
         if not _pid_alive(pid):
             return None
         try:  # the pid may have been reused by an unrelated process

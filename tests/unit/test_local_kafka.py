@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -212,3 +213,21 @@ def test_delegated_subcommand_that_is_missing_fails_cleanly(
     assert "`prgate processor` is not available: cannot import no_such_module.app" in (
         capsys.readouterr().err
     )
+
+
+def test_own_child_is_running_even_before_its_cmdline_is_visible(tmp_path: Path) -> None:
+    # Regression: right after exec, /proc/PID/cmdline can be empty, and a just-spawned broker
+    # was reported as "exited while starting". For its own child the object asks the child.
+    broker = LocalKafka(port=19092, state_dir=tmp_path)
+    child = subprocess.Popen(["sleep", "30"])  # its cmdline never names kafka.Kafka
+    try:
+        broker._proc = child
+        broker.pid_file.write_text(f"{child.pid}\n")
+        assert broker.pid() == child.pid
+        child.terminate()
+        child.wait(10)
+        assert broker.pid() is None
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
