@@ -147,7 +147,7 @@ class Processor:
                     self._process(batch)
                 self._txn_producer.poll(0)
                 self._maybe_log_progress()
-            log.info("event=processor_stopping reason=signal")
+            log.info("event=processor_stopping reason=stop_requested")
             return EXIT_OK
         except (FatalProcessorError, KafkaException) as exc:
             log.error("event=processor_failed instance_id=%s error=%r", self._instance_id, exc)
