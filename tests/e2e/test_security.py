@@ -13,6 +13,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -186,14 +187,15 @@ def test_tls_tokens_roles_and_reload(
             ((("authorization", f"Basic {ADA}"),), "MALFORMED_AUTHORIZATION"),
         ):
             code, details = refusal(
-                lambda m=metadata: commands.OpenPullRequest(open_as("ada"), metadata=m, timeout=5)
+                partial(commands.OpenPullRequest, open_as("ada"), metadata=metadata, timeout=5)
             )
             assert code == grpc.StatusCode.UNAUTHENTICATED
             assert details["ErrorInfo"].reason == reason
             code, details = refusal(
-                lambda m=metadata: queries.GetPullRequest(
+                partial(
+                    queries.GetPullRequest,
                     query_service_pb2.GetPullRequestRequest(pull_request_id=NO_SUCH_PR),
-                    metadata=m,
+                    metadata=metadata,
                     timeout=5,
                 )
             )
@@ -279,7 +281,7 @@ def test_mutual_tls_and_reload_on_sighup(
         ),
     ):
         with grpc.secure_channel(g.target, credentials) as channel:
-            code, _ = refusal(lambda c=channel: health_status(c))
+            code, _ = refusal(partial(health_status, channel))
             assert code == grpc.StatusCode.UNAVAILABLE, name
 
     with grpc.secure_channel(g.target, with_cert) as channel:
