@@ -127,10 +127,13 @@ def redacted(obj: Any) -> dict[str, Any]:
     return out
 
 
-def reference_table(cls: type) -> str:
-    """A markdown table of every field: flag, environment variable, default, meaning."""
+def reference_table(cls: type, skip: type | None = None) -> str:
+    """A markdown table of every field (except ``skip``'s): flag, environment, default, meaning."""
+    skipped = {f.name for f in dataclasses.fields(skip)} if skip is not None else set()
     rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(cls):
+        if f.name in skipped:
+            continue
         if f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
@@ -139,6 +142,6 @@ def reference_table(cls: type) -> str:
             default = ""
         rows.append(
             f"| `{_flag(f.name)}` | `{f.metadata.get('env', '')}` | `{default!r}` "
-            f"| {f.metadata.get('help', '')} |"
+            f"| {str(f.metadata.get('help', '')).replace('|', '/')} |"
         )
     return "\n".join(rows)

@@ -46,6 +46,19 @@ def check_generated() -> None:
             )
 
 
+def check_config_reference() -> None:
+    print("== README configuration reference is current", flush=True)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from generate import readme_with_reference
+
+    readme = (ROOT / "README.md").read_text()
+    if readme_with_reference(readme) != readme:
+        sys.exit(
+            "check failed: the README's configuration reference differs from the settings"
+            " classes; run `make generate` and commit the result"
+        )
+
+
 def previous_commit_has_protos() -> bool:
     probe = subprocess.run(
         ["git", "cat-file", "-e", "HEAD~1:buf.yaml"], cwd=ROOT, capture_output=True, check=False
@@ -55,6 +68,7 @@ def previous_commit_has_protos() -> bool:
 
 def main() -> None:
     check_generated()
+    check_config_reference()
     buf = str(BIN / "buf")
     run("buf lint", buf, "lint")
     run("buf format", buf, "format", "--diff", "--exit-code")
