@@ -51,6 +51,7 @@ EXPECTED_ERRORS = (LocalKafkaError, TopicContractError, TopicAdminError)
 DELEGATED: dict[str, tuple[str, str]] = {
     "processor": ("processor.app:main", "run a processor in the foreground"),
     "gateway": ("gateway.server:main", "run a gateway in the foreground (default 127.0.0.1:50051)"),
+    "bench": ("bench.run:main", "benchmark against same-run baselines on a private broker"),
 }
 # ----------------------------------------------------------------------------------------------
 

@@ -1,0 +1,351 @@
+"""Derived figures, issue 7's targets, the markdown table and the plot of one benchmark run."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bench.stats import ratio
+from bench.system import BenchSystem
+from gateway.kafka_tail import TopicTail
+from gateway.producer import CommandProducer
+from gateway.settings import GatewaySettings
+from prgate.settings import load
+from processor.settings import ProcessorSettings
+
+P99_LIMIT_MS = 50.0
+SYSTEMS = {
+    "prgate": "prgate",
+    "baseline_a": "Baseline A (Kafka)",
+    "baseline_b": "Baseline B (gRPC)",
+}
+COLORS = {"prgate": "tab:red", "baseline_a": "tab:blue", "baseline_b": "tab:green"}
+
+
+def effective_settings(system: BenchSystem, env: dict[str, str]) -> dict[str, Any]:
+    """The settings and client configs the services ran with (after ``--env`` overrides)."""
+    environ = system._env()
+    processor = load(ProcessorSettings, None, environ)
+    gateway = load(GatewaySettings, None, environ)
+    kafka = system.kafka()
+
+    def plain(config: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in config.items() if not callable(v) and k != "bootstrap.servers"}
+
+    tail: TopicTail[None] = TopicTail(kafka, "t", name="x", decode=lambda m: None, apply=print)
+    return {
+        "overrides": env,
+        "processor": {
+            "batch_max_records": processor.batch_max_records,
+            "batch_max_wait_ms": processor.batch_max_wait_ms,
+            "consumer": plain(processor.consumer_config("p")),
+            "producer": plain(processor.producer_config("p")),
+        },
+        "gateway": {
+            **{k: v for k, v in dataclasses.asdict(gateway).items() if k != "listen"},
+            "producer": plain(CommandProducer(kafka)._config),
+            "tail_consumer": plain(tail._config),
+        },
+    }
+
+
+def best(steps: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The step with the highest throughput whose p99 is within the limit and has no errors."""
+    good = [
+        s for s in steps if not s["errors"] and s["latency_ms"]["p99"] <= P99_LIMIT_MS and s["ok"]
+    ]
+    return max(good, key=lambda s: s["throughput"]) if good else None
+
+
+def _target(name: str, wanted: str, value: Any, met: bool | None) -> dict[str, Any]:
+    return {"target": name, "wanted": wanted, "value": value, "met": met}
+
+
+def finish(results: dict[str, Any]) -> None:
+    """Add the derived figures (max throughput per series) and the target verdicts."""
+    steps = results.get("steps", [])
+    top: dict[str, dict[str, Any]] = {}
+    for system in SYSTEMS:
+        for mode in ("closed", "open"):
+            series = [
+                s
+                for s in steps
+                if s["system"] == system and s["mode"] == mode and s["kind"] in ("mix", "rr")
+            ]
+            found = best(series)
+            top.setdefault(system, {})[mode] = (
+                None if found is None else {"throughput": found["throughput"], "step": found}
+            )
+    results["max_throughput"] = top
+    targets = []
+    fixed = results.get("fixed_rate")
+    if fixed:
+        pg, base_a = fixed["prgate"]["latency_ms"], fixed["baseline_a"]["latency_ms"]
+        targets += [
+            _target("round trip p50 at ~100/s", "<= 6 ms", pg["p50"], pg["p50"] <= 6),
+            _target("round trip p99 at ~100/s", "<= 20 ms", pg["p99"], pg["p99"] <= 20),
+            _target(
+                "round trip p50 vs Baseline A p50",
+                "<= 1.5x",
+                ratio(pg["p50"], base_a["p50"]),
+                (ratio(pg["p50"], base_a["p50"]) or math.inf) <= 1.5,
+            ),
+        ]
+    if steps:
+        sustained = max(
+            (t["throughput"] for t in top["prgate"].values() if t is not None), default=0.0
+        )
+        targets.append(
+            _target("sustained commands/s with p99 <= 50 ms", ">= 2000/s", sustained, None)
+        )
+        targets[-1]["met"] = sustained >= 2000
+    rejection = results.get("rejection")
+    if rejection:
+        pg_best = max((s["throughput"] for s in rejection["prgate"] if not s["errors"]), default=0)
+        b_best = max((s["throughput"] for s in rejection["baseline_b"]), default=0)
+        rel = ratio(pg_best, b_best)
+        targets.append(
+            _target("rejection throughput vs Baseline B", ">= 0.8x", rel, (rel or 0) >= 0.8)
+        )
+    restore = results.get("restore")
+    if restore:
+        for who in ("processor", "gateway_read_model"):
+            rate = restore[who]["per_second"] or 0
+            targets.append(_target(f"restore rate, {who}", ">= 50000/s", rate, rate >= 50_000))
+    watchers = results.get("watchers")
+    if watchers:
+        p99 = watchers["all_watchers_ms"]["p99"]
+        note = "" if watchers["watchers"] >= 10_000 else f" (measured with {watchers['watchers']})"
+        targets.append(
+            _target(
+                f"fan-out p99 to all of 10k watchers{note}",
+                "<= 100 ms",
+                p99,
+                None if note else (not math.isnan(p99) and p99 <= 100),
+            )
+        )
+    results["targets"] = targets
+
+
+# --- markdown ------------------------------------------------------------------------------
+
+
+def _ms(value: Any) -> str:
+    if not isinstance(value, int | float) or math.isnan(value):
+        return "-"
+    return f"{value:.2f}"
+
+
+def _x(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _with_ratio(value: Any, base: Any) -> str:
+    """``12.34 (1.50x)``: a value with its ratio to the baseline."""
+    return f"{_ms(value)} ({_x(ratio(value, base))})"
+
+
+def _latency_row(label: str, rec: dict[str, Any], base: dict[str, Any] | None) -> str:
+    lat = rec["latency_ms"]
+    cells = [label, f"{rec['throughput']:.0f}/s"]
+    for key in ("p50", "p95", "p99", "max"):
+        cells.append(_ms(lat[key]) + (f" ({_x(ratio(lat[key], base[key]))})" if base else ""))
+    cells.append(str(rec["errors"]))
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The human-readable report: absolute numbers, each with its ratio to a baseline."""
+    m = results["machine"]
+    lines = [
+        f"# prgate bench ({results['meta']['profile']}, {results['meta']['started']})",
+        "",
+        f"Machine: {m['cores']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, {m['os']}; "
+        f"Python {m['python']}, grpcio {m['grpcio']}, protobuf {m['protobuf']}, "
+        f"confluent-kafka {m['confluent_kafka']} (librdkafka {m['librdkafka']}), "
+        f"Kafka {m['kafka_broker']} ({m['java']}). Load average at start "
+        f"{m['load_average_at_start']}, at end {m.get('load_average_at_end')}. "
+        f"Load generator: {results.get('loadgen', {}).get('kind')}, "
+        f"{results.get('loadgen', {}).get('workers')} processes. "
+        f"Overrides: {results['meta']['env_overrides'] or 'none'}.",
+        "",
+    ]
+    fixed = results.get("fixed_rate")
+    if fixed:
+        base = fixed["baseline_a"]["latency_ms"]
+        lines += [
+            "## Round trip at a fixed rate (COMPLETED; ratio to Baseline A)",
+            "",
+            "| system | achieved | p50 ms | p95 ms | p99 ms | max ms | errors |",
+            "|---|---|---|---|---|---|---|",
+            _latency_row("prgate", fixed["prgate"], base),
+            _latency_row("Baseline A (Kafka, transactional)", fixed["baseline_a"], None),
+            _latency_row("Baseline A0 (Kafka, no transaction)", fixed["baseline_a0"], None),
+            _latency_row("Baseline B (gRPC)", fixed["baseline_b"], None),
+            "",
+        ]
+    accepted = results.get("accepted")
+    if accepted and fixed:
+        ack = fixed["baseline_a"].get("accepted_ms", {})
+        acc = accepted.get("accepted_ms", {})
+        done, base_rt = accepted["latency_ms"], fixed["baseline_a"]["latency_ms"]
+        lines += [
+            "## ACCEPTED mode at the fixed rate (ratio: Baseline A's broker ack / round trip)",
+            "",
+            "| measure | p50 ms | p99 ms | max ms |",
+            "|---|---|---|---|",
+            f"| durable acceptance | {_with_ratio(acc.get('p50'), ack.get('p50'))} "
+            f"| {_with_ratio(acc.get('p99'), ack.get('p99'))} | {_ms(acc.get('max'))} |",
+            f"| result via WatchCommand | {_with_ratio(done['p50'], base_rt['p50'])} "
+            f"| {_with_ratio(done['p99'], base_rt['p99'])} | {_ms(done['max'])} |",
+            "",
+        ]
+    top = results.get("max_throughput")
+    if top:
+        lines += [
+            f"## Highest throughput with p99 <= {P99_LIMIT_MS:g} ms and no errors",
+            "",
+            "| series | prgate | Baseline A | prgate/A | Baseline B | prgate/B |",
+            "|---|---|---|---|---|---|",
+        ]
+        for mode in ("closed", "open"):
+            vals = {s: (top[s][mode] or {}).get("throughput") for s in SYSTEMS}
+            lines.append(
+                f"| {mode} loop | {vals['prgate']} | {vals['baseline_a']} | "
+                f"{_x(ratio(vals['prgate'], vals['baseline_a']))} | {vals['baseline_b']} | "
+                f"{_x(ratio(vals['prgate'], vals['baseline_b']))} |"
+            )
+        lines.append("")
+    rejection = results.get("rejection")
+    if rejection:
+        lines += [
+            "## Rejection path (closed loop; ratio to Baseline B at the same concurrency)",
+            "",
+            "| concurrency | prgate | p99 ms | Baseline B | p99 ms | ratio |",
+            "|---|---|---|---|---|---|",
+        ]
+        for pg, b in zip(rejection["prgate"], rejection["baseline_b"], strict=False):
+            lines.append(
+                f"| {pg['concurrency']} | {pg['throughput']:.0f}/s | "
+                f"{_ms(pg['latency_ms']['p99'])} | {b['throughput']:.0f}/s | "
+                f"{_ms(b['latency_ms']['p99'])} | {_x(ratio(pg['throughput'], b['throughput']))} |"
+            )
+        lines.append("")
+    restore = results.get("restore")
+    if restore:
+        raw = restore.get("bare_consumer", {}).get("per_second")
+        lines += [
+            f"## Restore of {restore['n']} pull requests (ratio to a bare consumer's read rate)",
+            "",
+            "| who | seconds | pull requests/s | ratio |",
+            "|---|---|---|---|",
+        ]
+        for who in ("processor", "gateway_read_model", "bare_consumer"):
+            if who in restore:
+                r = restore[who]
+                lines.append(
+                    f"| {who} | {r['seconds']} | {r['per_second']} | "
+                    f"{_x(ratio(r['per_second'], raw))} |"
+                )
+        lines += [f"\nFilled at {restore['fill_rate']}/s by a plain producer.", ""]
+    watchers = results.get("watchers")
+    if watchers:
+        one = (watchers.get("single") or {}).get("all_watchers_ms", {})
+        allw, each = watchers["all_watchers_ms"], watchers["each_watcher_ms"]
+        spread = watchers["spread_ms"]
+        lines += [
+            f"## Fan-out to {watchers['watchers']} watchers (ms from commit; ratio to 1 watcher)",
+            "",
+            "| measure | p50 ms | p99 ms | max ms |",
+            "|---|---|---|---|",
+            f"| last of all watchers | {_with_ratio(allw['p50'], one.get('p50'))} "
+            f"| {_with_ratio(allw['p99'], one.get('p99'))} | {_ms(allw['max'])} |",
+            f"| each watcher | {_ms(each['p50'])} | {_ms(each['p99'])} | {_ms(each['max'])} |",
+            f"| spread, first to last watcher | {_ms(spread['p50'])} | {_ms(spread['p99'])} "
+            f"| {_ms(spread['max'])} |",
+            f"| one watcher alone | {_ms(one.get('p50'))} | {_ms(one.get('p99'))} "
+            f"| {_ms(one.get('max'))} |",
+            "",
+        ]
+    lines += _steps_table(results.get("steps", []))
+    lines += [
+        "## Targets of issue 7",
+        "",
+        "| target | wanted | measured | met |",
+        "|---|---|---|---|",
+    ]
+    for t in results.get("targets", []):
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+        lines.append(f"| {t['target']} | {t['wanted']} | {t['value']} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def _steps_table(steps: list[dict[str, Any]]) -> list[str]:
+    if not steps:
+        return []
+    lines = [
+        "## Every step (CPU in cores used during the step)",
+        "",
+        "| step | achieved | p50 | p99 | max | errors | gateway | processor | broker | loadgen |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in steps:
+        cpu = s.get("cpu_cores", {})
+        server = cpu.get("echo") if s["system"] == "baseline_b" else cpu.get("gateway")
+        worker = {"baseline_a": cpu.get("replier"), "baseline_a0": cpu.get("replier-plain")}.get(
+            s["system"], cpu.get("processor")
+        )
+        lat = s["latency_ms"]
+        lines.append(
+            f"| {s['name']} | {s['throughput']:.0f}/s | {_ms(lat['p50'])} | {_ms(lat['p99'])} "
+            f"| {_ms(lat['max'])} | {s['errors']} | {server} | {worker} | {cpu.get('broker')} "
+            f"| {cpu.get('loadgen')} |"
+        )
+    return [*lines, ""]
+
+
+# --- plot ----------------------------------------------------------------------------------
+
+
+def plot(results: dict[str, Any], path: Path) -> str:
+    """Latency percentiles against achieved throughput; returns the path or why it is absent."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "not drawn (matplotlib missing: pip install -e '.[bench]')"
+    steps = [s for s in results.get("steps", []) if s["kind"] in ("mix", "rr")]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
+    for ax, mode in zip(axes, ("closed", "open"), strict=True):
+        for system, label in SYSTEMS.items():
+            series = [s for s in steps if s["system"] == system and s["mode"] == mode]
+            series = [s for s in series if "fixed" not in s["name"]] or series
+            if not series:
+                continue
+            xs = [s["throughput"] for s in series]
+            for key, style in (("p50", "-o"), ("p99", "--s")):
+                ys = [max(0.01, s["latency_ms"][key]) for s in series]
+                ax.plot(xs, ys, style, color=COLORS[system], label=f"{label} {key}", ms=4)
+        ax.axhline(P99_LIMIT_MS, color="grey", ls=":", lw=1)
+        ax.text(ax.get_xlim()[0], P99_LIMIT_MS * 1.08, " 50 ms", color="grey", fontsize=8)
+        ax.set_yscale("log")
+        ax.set_xlabel("achieved throughput (calls/s)")
+        ax.set_title(f"{mode}-loop steps")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("latency (ms, log scale)")
+    axes[1].legend(fontsize=8, loc="upper left")
+    m = results["machine"]
+    fig.suptitle(
+        f"prgate vs baselines, {m['cores']} cores, loopback, exactly-once "
+        f"({results['meta']['profile']} run, {results['meta']['started']})",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)

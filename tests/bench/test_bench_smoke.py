@@ -1,0 +1,71 @@
+"""The benchmark machinery end to end with minimal sizes: structure only, never speed.
+
+``prgate bench --smoke`` starts its own broker, processor, gateway and baselines, runs every
+scenario for about a second with one load generator process, and writes its JSON. This test
+checks that the document has the expected shape; it asserts nothing about timings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import run
+
+pytestmark = pytest.mark.kafka
+
+LATENCY_KEYS = {"count", "p50", "p95", "p99", "max", "mean"}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def test_smoke_run_writes_the_expected_json(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    json_file = tmp_path / "results.json"
+
+    code = run.main(["--smoke", "--out", str(out), "--json", str(json_file)])
+
+    assert code == 0
+    results = json.loads(json_file.read_text())
+    assert results == json.loads((out / "results.json").read_text())
+    assert (out / "results.md").read_text().startswith("# prgate bench (smoke")
+    assert {"meta", "machine", "loadgen", "settings", "steps", "targets"} <= set(results)
+    assert results["machine"]["cores"] >= 1
+    assert results["settings"]["processor"]["batch_max_records"] >= 1
+
+    for system in ("prgate", "baseline_a", "baseline_a0", "baseline_b"):
+        step = results["fixed_rate"][system]
+        assert set(step["latency_ms"]) == LATENCY_KEYS
+        assert step["ok"] > 0, step
+        assert step["errors"] == 0, step
+    assert set(results["accepted"]["accepted_ms"]) == LATENCY_KEYS
+    assert results["accepted"]["ok"] > 0
+
+    series = {(s["system"], s["mode"]) for s in results["steps"]}
+    for system in ("prgate", "baseline_a", "baseline_b"):
+        assert {(system, "closed"), (system, "open")} <= series
+    for step in results["steps"]:
+        assert {"gateway", "processor", "broker", "loadgen"} <= set(step["cpu_cores"])
+        assert _is_number(step["throughput"])
+
+    assert results["rejection"]["prgate"][0]["ok"] > 0
+    assert results["rejection"]["prgate"][0]["errors"] == 0
+
+    restore = results["restore"]
+    for who in ("processor", "gateway_read_model", "bare_consumer"):
+        assert restore[who]["restored"] == restore["n"], restore
+
+    watchers = results["watchers"]
+    assert watchers["subscribed"] == watchers["watchers"]
+    assert watchers["versions_reaching_all"] == watchers["updates"]
+    assert not math.isnan(watchers["all_watchers_ms"]["p99"])
+    assert watchers["single"]["watchers"] == 1
+
+    targets = {t["target"] for t in results["targets"]}
+    assert "round trip p50 at ~100/s" in targets
+    assert all(t["met"] in (True, False, None) for t in results["targets"])
