@@ -5,6 +5,8 @@
     prgate processor [ARGS]             run a processor (processor.app:main)
     prgate gateway [ARGS]               run a gateway (gateway.server:main)
     prgate dev                          broker + topics + processor + gateway, Ctrl-C stops all
+    prgate pr ACTION                    call the gateway (prgate.cli_pr)
+    prgate events tail                  print the events topic live (prgate.events_tail)
 
 Every subcommand takes the Kafka flags of :class:`KafkaSettings` (flag > ``PRGATE_*`` /
 ``KAFKA_BOOTSTRAP_SERVERS`` environment > default). Expected failures (a missing tool, a
@@ -22,6 +24,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from prgate import cli_pr, events_tail
 from prgate.kafka_settings import KafkaSettings
 from prgate.local_kafka import (
     KAFKA_VERSION,
@@ -244,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="broker, topics, processor and gateway; Ctrl-C stops all")
     _with_kafka_flags(dev, LocalKafkaSettings)
     dev.set_defaults(func=_dev)
+    cli_pr.register(sub)
+    events_tail.register(sub)
     return parser
 
 
