@@ -5,8 +5,10 @@ gateway restart that applies the command exactly once."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from helpers.kafka import free_port
@@ -26,6 +28,7 @@ from prgate.client import (
 from prgate.v1 import outcome_pb2, pull_request_pb2
 from tests.e2e.stack import GatewayProcess, Stack
 
+ROOT = Path(__file__).resolve().parents[2]
 SUCCEEDED = outcome_pb2.COMMAND_STATE_SUCCEEDED
 ACCEPTED = outcome_pb2.COMMAND_STATE_ACCEPTED
 MERGED = pull_request_pb2.PULL_REQUEST_STATUS_MERGED
@@ -197,3 +200,21 @@ def test_retry_across_a_gateway_restart_applies_the_command_once(stack: Stack) -
         assert all(e.error.code.name == "UNAVAILABLE" for e in events)
         pr = client.get(pr_id)
         assert pr.version == 2 and [r.reviewer for r in pr.reviews] == ["bob"]
+
+
+def test_readme_client_example_runs_as_written(
+    gateway: GatewayProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(
+        r"<!-- client-example:begin -->\n```python\n(.*?)```\n<!-- client-example:end -->",
+        text,
+        re.S,
+    )
+    assert block, "README lost its Python client example"
+    code = block.group(1).replace('"127.0.0.1:50051"', repr(gateway.target))
+    exec(compile(code, "README.md:client-example", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "precondition CHECKS_NOT_PASSING on ci" in printed
+    assert "1\n2\n" in printed  # ACCEPTED, SUCCEEDED as enum numbers
+    assert re.search(r"\['pr-\w+'\]", printed)
