@@ -56,6 +56,7 @@ def config_reference() -> str:
     """The README's configuration reference, rendered from the settings dataclasses."""
     sys.path.insert(0, str(ROOT))
     from gateway.settings import GatewaySettings
+    from prgate.cli_pr import ClientSettings
     from prgate.kafka_settings import KafkaSettings
     from prgate.local_kafka import LocalKafkaSettings
     from prgate.settings import reference_table
@@ -66,6 +67,7 @@ def config_reference() -> str:
         ("`prgate gateway`", reference_table(GatewaySettings)),
         ("`prgate processor`", reference_table(ProcessorSettings, skip=KafkaSettings)),
         ("`prgate kafka` (the local broker)", reference_table(LocalKafkaSettings)),
+        ("`prgate pr` (the CLI's connection to a gateway)", reference_table(ClientSettings)),
     ]
     body = "\n\n".join(f"**{title}**\n\n{table}" for title, table in sections)
     return f"{CONFIG_BEGIN}\n{body}\n{CONFIG_END}"
