@@ -17,6 +17,7 @@ A command call goes through these steps, each of which can end it:
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -41,12 +42,22 @@ from gateway.ports import CommandSender, PullRequestView, ResultSource
 from gateway.producer import KafkaUnavailable
 from gateway.reply_router import TooManyWaiting
 from gateway.settings import GatewaySettings
+from prgate.metrics import GatewayMetrics
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1 import command_service_pb2_grpc as svc_grpc
 from prgate.v1 import commands_pb2, outcome_pb2, results_pb2
-from processor.domain import Policy, Rejected, decide, find_processed, validate_fields
+from processor.domain import (
+    Policy,
+    Rejected,
+    command_type_name,
+    decide,
+    find_processed,
+    validate_fields,
+)
 
 log = logging.getLogger("prgate.gateway")
+# When the current call arrived (each grpc.aio call runs in its own task and context).
+_started: contextvars.ContextVar[float] = contextvars.ContextVar("started", default=0.0)
 
 MAX_KEY_LENGTH = 256
 MAX_ID_LENGTH = 128
@@ -97,6 +108,7 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
         view: PullRequestView,
         caller_of: Any = None,
         clock: Any = time.time,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._results_topic = results_topic
@@ -108,6 +120,7 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
         self._accepted = IdempotencyTable(settings.idempotency_cache_size)
         self._caller_of = caller_of or (lambda context: "")
         self._clock = clock
+        self._metrics = metrics
         results.add_listener(self._on_result)
 
     def _on_result(self, result: results_pb2.CommandResult) -> None:
@@ -143,12 +156,45 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
         return await self._call(SPECS["RevertPullRequest"], request, context)
 
     async def _call(self, spec: CommandSpec, request: Any, context: Any) -> Message:
+        _started.set(time.perf_counter())
         try:
             receipt = await self._handle(spec, request, context)
         except errors.GatewayError as exc:
-            log.info("command_refused rpc=%s code=%s message=%r", spec.rpc, exc.code.name, str(exc))
+            info = errors.details_of(exc.status).get("ErrorInfo")
+            ids = dict(info.metadata) if info is not None else {}  # type: ignore[attr-defined]
+            self._outcome(
+                spec,
+                exc.code.name.lower(),
+                ids.get("command_id", ""),
+                ids.get("pull_request_id", ""),
+                message=str(exc),
+            )
             await errors.abort(context, exc)
+        state = outcome_pb2.CommandState.Name(receipt.state).removeprefix("COMMAND_STATE_")
+        self._outcome(spec, state.lower(), receipt.command_id, receipt.pull_request_id)
         return spec.response_type(receipt=receipt)
+
+    def _outcome(
+        self,
+        spec: CommandSpec,
+        outcome: str,
+        command_id: str,
+        pull_request_id: str,
+        message: str = "",
+    ) -> None:
+        """One log line and one count per command call, with its ids."""
+        elapsed_ms = (time.perf_counter() - _started.get()) * 1000
+        if self._metrics is not None:
+            self._metrics.commands.labels(spec.rpc, outcome).inc()
+        log.info(
+            "event=command_outcome rpc=%s outcome=%s command_id=%s pull_request_id=%s ms=%.1f%s",
+            spec.rpc,
+            outcome,
+            command_id or "-",
+            pull_request_id or "-",
+            elapsed_ms,
+            f" message={message!r}" if message else "",
+        )
 
     # -- the steps ----------------------------------------------------------------------------
 
@@ -273,6 +319,10 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
                         state=outcome_pb2.COMMAND_STATE_ACCEPTED,
                     )
                 result = await waiter.result(max(0.0, budget_end - time.monotonic()))
+                if result is not None and self._metrics is not None:
+                    self._metrics.round_trip_seconds.labels(result.command_type).observe(
+                        time.perf_counter() - _started.get()
+                    )
         except TooManyWaiting as exc:
             raise errors.error(
                 code_pb2.RESOURCE_EXHAUSTED,
@@ -309,12 +359,10 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
         use = self._accepted.get(command_id)
         if use is not None:
             use.accepted = True
-        log.info(
-            "command_accepted command_id=%s pull_request_id=%s type=%s",
-            command_id,
-            pull_request_id,
-            envelope.WhichOneof("command"),
-        )
+        if self._metrics is not None:
+            self._metrics.accept_seconds.labels(command_type_name(envelope)).observe(
+                time.perf_counter() - _started.get()
+            )
 
     def _completed(self, result: results_pb2.CommandResult) -> svc.CommandReceipt:
         """The receipt of a finished command; a refusal becomes the matching error status."""

@@ -22,7 +22,9 @@ from gateway.reply_router import ReplyRouter
 from gateway.security import Security, build_security
 from gateway.settings import GatewaySettings
 from prgate import logs
+from prgate import metrics as prgate_metrics
 from prgate.kafka_settings import KafkaSettings
+from prgate.metrics import GatewayMetrics
 from prgate.settings import add_arguments, load, redacted
 from prgate.v1 import (
     command_service_pb2,
@@ -74,6 +76,47 @@ class Gateway:
         log.info("gateway_stopped")
 
 
+def gateway_metrics(
+    router: ReplyRouter, read_model: ReadModel, producer: CommandProducer
+) -> GatewayMetrics:
+    """The gateway's metrics, with gauges read from its components at scrape time."""
+    metrics = GatewayMetrics()
+    gauges = metrics.callbacks
+    gauges.gauge(
+        "prgate_gateway_waiting_calls",
+        "Calls and WatchCommand streams waiting for a result",
+        router.waiting_count,
+    )
+    gauges.gauge(
+        "prgate_gateway_read_model_caught_up",
+        "1 once the read model reached the end offsets seen at start",
+        lambda: float(read_model.caught_up()),
+    )
+    gauges.gauge(
+        "prgate_gateway_replies_caught_up",
+        "1 once the reply router reached the end offsets seen at start",
+        lambda: float(router.caught_up()),
+    )
+    gauges.gauge(
+        "prgate_gateway_kafka_producer_healthy",
+        "0 while the broker is unreachable for the command producer",
+        lambda: float(producer.healthy()),
+    )
+    gauges.labelled(
+        "prgate_gateway_read_model",
+        "Read model counts: entities, records, garbage, tombstones, stale, watchers, ...",
+        "kind",
+        read_model.stats,
+    )
+    gauges.labelled(
+        "prgate_gateway_replies",
+        "Reply router counts: cached results, garbage, ...",
+        "kind",
+        router.stats,
+    )
+    return metrics
+
+
 async def start_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> Gateway:
     """Start Kafka components and the gRPC server; health is NOT_SERVING until caught up."""
     options = [
@@ -100,6 +143,7 @@ async def start_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> Gate
         lookback_s=settings.results_lookback_s,
     )
     read_model = ReadModel(kafka)
+    metrics = gateway_metrics(router, read_model, producer)
     health_servicer = health_aio.HealthServicer()
     for name in SERVED:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -112,6 +156,7 @@ async def start_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> Gate
             results=router,
             view=read_model,
             caller_of=security.caller_of,
+            metrics=metrics,
         ),
         server,
     )
@@ -138,6 +183,7 @@ async def start_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> Gate
     await read_model.start()
     await router.start()
     await server.start()
+    prgate_metrics.serve(settings.metrics_listen, metrics.registry)
     gateway = Gateway(
         server, health_servicer, producer, router, read_model, port, settings, security
     )

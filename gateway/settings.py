@@ -64,6 +64,9 @@ class GatewaySettings:
     required_approvals: int = setting(
         1, "PRGATE_REQUIRED_APPROVALS", "approvals from non-authors a merge needs"
     )
+    metrics_listen: str = setting(
+        "", "PRGATE_METRICS_LISTEN", "host:port to serve Prometheus /metrics on (empty: off)"
+    )
     log_level: str = setting("INFO", "PRGATE_LOG_LEVEL", "log level")
     # Security (gateway/security.py, README "Security"): everything off by default.
     tls_cert_file: str = setting(
