@@ -7,6 +7,7 @@ Every wait is bounded and fails the test with what was seen so far.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -509,24 +510,37 @@ def with_instance(settings: ProcessorSettings, instance_id: str) -> ProcessorSet
 
 
 class PacedSender(threading.Thread):
-    """Produces ``commands`` in order from a thread, ``per_second`` at most, so that processors
-    are busy (mid-transaction) when a test kills or stops them."""
+    """Produces ``commands`` in order from a thread, ``per_second`` on average in bursts of
+    ``burst``, so that processors are busy with multi-command transactions when a test kills
+    or stops them."""
 
-    def __init__(self, kafka: KafkaSettings, commands: list[CommandEnvelope], per_second: float):
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        commands: list[CommandEnvelope],
+        per_second: float,
+        burst: int = 1,
+        after_burst: Callable[[int], None] | None = None,
+    ) -> None:
         super().__init__(name="paced-sender", daemon=True)
+        self._after_burst = after_burst or (lambda index: None)
         self._producer = CommandProducer(kafka)
         self._commands = commands
-        self._interval = 1.0 / per_second
+        self._interval = burst / per_second
+        self._burst = burst
         self.sent = 0
 
     def run(self) -> None:
         started = time.monotonic()
-        for i, env in enumerate(self._commands):
-            delay = started + i * self._interval - time.monotonic()
+        for i in range(0, len(self._commands), self._burst):
+            delay = started + (i // self._burst) * self._interval - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            self._producer.send(env)
-            self.sent += 1
+            for env in self._commands[i : i + self._burst]:
+                self._producer.send(env)
+                self.sent += 1
+            self._producer.flush()
+            self._after_burst(i // self._burst)
         self._producer.close()
 
     def finish(self, timeout: float = 60.0) -> None:
@@ -569,29 +583,47 @@ def wait_assignment(
         time.sleep(0.2)
 
 
-def kill_inside_transaction(
-    process: ProcessorProcess, kafka: KafkaSettings, attempts: int = 100
-) -> int:
-    """SIGKILL ``process`` while it provably has an open transaction with records written.
+class TransactionKiller:
+    """SIGKILLs a processor while it provably has an open transaction with records written.
 
-    Freeze it (SIGSTOP) when read_uncommitted shows more results than read_committed, let
-    in-flight requests settle, look again, and kill only if the difference is still there;
-    otherwise let it go on (SIGCONT) and try again. Returns the number of uncommitted results.
+    Used as a PacedSender's ``after_burst``: shortly after a burst is acked (when the processor
+    is in the middle of its transaction) freeze the process (SIGSTOP), read results with
+    read_uncommitted and read_committed until both counts stay the same (a commit already sent
+    completes meanwhile), and kill only if read_uncommitted still shows more; otherwise let the
+    process go on (SIGCONT) and try after the next burst.
     """
-    topic = kafka.topics.results
-    with tail(kafka, topic, "read_uncommitted") as dirty, tail(kafka, topic) as clean:
-        for _ in range(attempts):
-            dirty.poll(0.02)
-            clean.poll(0.02)
-            if len(dirty.records) <= len(clean.records):
-                continue
-            process.pause()
-            time.sleep(0.3)
-            dirty.drain()
-            clean.drain()
-            open_records = len(dirty.records) - len(clean.records)
-            if open_records > 0:
-                process.kill()
-                return open_records
-            process.resume()
-    raise AssertionError("never saw an open transaction to kill")
+
+    def __init__(self, process: ProcessorProcess, kafka: KafkaSettings, first_burst: int) -> None:
+        self._process = process
+        self._first_burst = first_burst
+        self._dirty = TopicTail(kafka, kafka.topics.results, "read_uncommitted")
+        self._clean = TopicTail(kafka, kafka.topics.results)
+        self.killed = threading.Event()
+        self.open_records = 0
+        self.attempts = 0
+
+    def __call__(self, burst_index: int) -> None:
+        if self.killed.is_set() or burst_index < self._first_burst:
+            return
+        self.attempts += 1
+        time.sleep(random.uniform(0.006, 0.02))
+        self._process.pause()
+        seen = (-1, -1)
+        for _settle in range(20):
+            self._dirty.poll(0.15)  # consume() waits the full time: a window, not an EOF
+            self._clean.poll(0.15)
+            now = (len(self._dirty.records), len(self._clean.records))
+            if now == seen:
+                break
+            seen = now
+        open_records = len(self._dirty.records) - len(self._clean.records)
+        if open_records > 0:
+            self._process.kill()
+            self.open_records = open_records
+            self.killed.set()
+        else:
+            self._process.resume()
+
+    def close(self) -> None:
+        self._dirty.close()
+        self._clean.close()

@@ -10,13 +10,12 @@ import pytest
 from integration.processor_helpers import (
     PacedSender,
     ProcessorProcess,
+    TransactionKiller,
     assert_exactly_once,
     count_records,
     interleave,
-    kill_inside_transaction,
     processor_settings,
     stream_for,
-    tail,
     with_instance,
 )
 
@@ -24,7 +23,7 @@ from prgate.kafka_settings import KafkaSettings
 from processor.contract import Topics
 
 PULL_REQUESTS = 8
-COMMANDS_PER_PR = 50
+COMMANDS_PER_PR = 60
 
 
 @pytest.mark.parametrize(
@@ -47,14 +46,15 @@ def test_sigkill_mid_stream_then_restart_loses_and_repeats_nothing(
     second: ProcessorProcess | None = None
     try:
         first.wait_log("event=partitions_restored", 30)
-        sender = PacedSender(kafka_settings, commands, per_second=150)
+        killer = TransactionKiller(first, kafka_settings, first_burst=2)
+        sender = PacedSender(kafka_settings, commands, per_second=100, burst=20, after_burst=killer)
         sender.start()
-        with tail(kafka_settings, ensured_topics.results, "read_uncommitted") as t:
-            t.wait_until(lambda recs: len(recs) >= 120, 30, "120 results written")
-        # Kill while commands are still arriving, inside an open transaction.
-        open_results = kill_inside_transaction(first, kafka_settings)
+        # The kill happens while commands are still arriving, inside an open transaction.
+        assert killer.killed.wait(30), f"no open transaction caught in {killer.attempts} tries"
+        killer.close()
         killed_at = time.monotonic()
         assert sender.is_alive(), "the stream ended before the kill; slow the sender down"
+        open_results = killer.open_records
         # Same instance id: its init_transactions fences the dead one and aborts its open
         # transaction; the partitions follow once the dead member's session expires.
         second_settings = (

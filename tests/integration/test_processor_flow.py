@@ -3,6 +3,8 @@ fixed headers, in one transaction that read_committed readers see whole or not a
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaError, KafkaException
 from integration.processor_helpers import (
     CommandProducer,
@@ -126,6 +128,9 @@ def test_aborted_transaction_is_invisible_to_read_committed(
     def fail_first_commit(step: str) -> None:
         if step == "before_commit" and not injected:
             injected.append(step)
+            # Let the batch's records reach the broker first (else the abort just purges them
+            # from the local queue, and there is nothing for read_committed to hide).
+            time.sleep(0.5)
             raise KafkaException(
                 KafkaError(KafkaError._FENCED, "injected by the test", txn_requires_abort=True)
             )
