@@ -1,0 +1,125 @@
+"""Broker outage: stop the (private) broker during load, start it again.
+
+While it is down, every command call ends within its deadline with UNAVAILABLE (or with
+DEADLINE_EXCEEDED carrying the command id), no process dies, and reads keep being served
+from the gateway's read model. Once the broker is back, gateway and processor serve again
+without a restart, and no command reported ACCEPTED is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from prgate.v1 import command_service_pb2 as svc
+from prgate.v1 import query_service_pb2
+from tests.faults.conftest import PrivateKafka, Scale, close_stack, log_tail, open_stack
+from tests.faults.load import Call, Client, Load, first_success, open_fields
+from tests.faults.summary import Row
+from tests.faults.verify import Ledger, verify
+
+DEADLINE_S = 3.0
+# What a client may see while Kafka is down: refused, or accepted with the id to watch.
+DOWN_ANSWERS = {"UNAVAILABLE", "DEADLINE_EXCEEDED/RESULT_NOT_IN_TIME"}
+# Slack for the answer to travel back and for this (busy, two-core) machine's scheduling.
+LATE_SLACK_S = 0.5
+
+
+def answer(call: Call) -> str:
+    return f"{call.code}/{call.reason}" if call.code == "DEADLINE_EXCEEDED" else call.code
+
+
+def test_broker_outage_fails_fast_and_recovers_without_restarts(
+    private_kafka: PrivateKafka, tmp_path: Path, scale: Scale, seed: int, fault_row: Row
+) -> None:
+    broker, kafka = private_kafka.broker, private_kafka.kafka
+    stack = open_stack(kafka, tmp_path)
+    try:
+        processor = stack.processor(PYTHONFAULTHANDLER="1")
+        gateway = stack.gateway(PYTHONFAULTHANDLER="1")
+        pids = {s.name: s.process.pid for s in stack.services if s.process}
+        ledger = Ledger()
+        client = Client(lambda: [gateway], ledger, deadline_s=DEADLINE_S)
+        first_success(client, timeout=60)
+        known = client.snapshot()[-1].pull_request_id
+
+        load = Load(client, workers=scale.workers, max_commands=scale.max_commands, seed=seed)
+        load.start()
+        time.sleep(2.0)
+        stopped_at = time.monotonic()
+        broker.stop()
+        fault_row.fault("broker stopped (SIGTERM)")
+        down_at = time.monotonic()
+        fault_row.note(f"broker took {down_at - stopped_at:.1f}s to stop")
+
+        # New commands while it is down, all at once, each measured against its deadline.
+        probes = Client(lambda: [gateway], ledger, deadline_s=DEADLINE_S)
+        threads = [
+            threading.Thread(
+                target=probes.send,
+                args=("OpenPullRequest", open_fields(i), svc.RESPONSE_MODE_COMPLETED),
+            )
+            for i in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        # Reads do not need Kafka: the read model answers from memory.
+        got = gateway.queries().GetPullRequest(
+            query_service_pb2.GetPullRequestRequest(pull_request_id=known), timeout=DEADLINE_S
+        )
+        assert got.pull_request.pull_request_id == known
+        for thread in threads:
+            thread.join(DEADLINE_S + 5)
+        time.sleep(max(0.0, down_at + 6.0 - time.monotonic()))  # down for at least 6 s
+        stack.assert_alive()
+
+        broker.start(timeout=180)
+        fault_row.fault("broker started")
+        up_at = time.monotonic()
+        try:
+            recovered = first_success(client, timeout=90)
+        except AssertionError as exc:
+            # Show where the stuck services are (PYTHONFAULTHANDLER prints every thread).
+            for service in (processor, gateway):
+                if service.alive() and service.process is not None:
+                    os.kill(service.process.pid, signal.SIGABRT)
+            time.sleep(1.0)
+            tails = "\n".join(f"--- {s.name}\n{log_tail(s, 60)}" for s in (processor, gateway))
+            raise AssertionError(f"no recovery after the broker came back: {exc}\n{tails}") from exc
+        fault_row.note(
+            f"broker down {up_at - down_at:.1f}s; first COMMAND SUCCEEDED "
+            f"{recovered:.1f}s after it was back"
+        )
+        time.sleep(2.0)  # the load runs on against the recovered broker
+        load.stop()
+
+        # Nobody was restarted and nobody died.
+        stack.assert_alive()
+        assert {s.name: s.process.pid for s in stack.services if s.process} == pids
+        assert processor.alive() and gateway.alive()
+
+        calls = client.snapshot() + probes.snapshot()
+        late = [c for c in calls if c.wall_s > c.deadline_s + LATE_SLACK_S]
+        assert not late, f"calls answered after their deadline: {late[:3]}"
+        probe_answers = Counter(answer(c) for c in probes.snapshot())
+        assert set(probe_answers) <= DOWN_ANSWERS and sum(probe_answers.values()) == 8, (
+            probe_answers
+        )
+        # The load's calls while Kafka was down, by what they were told.
+        during = Counter(answer(c) for c in calls if c.code != "OK")
+        fault_row.note(f"probes while down: {dict(probe_answers)}; load errors: {dict(during)}")
+        fault_row.note(
+            f"slowest call {max(c.wall_s for c in calls):.2f}s of {DEADLINE_S}s deadline"
+        )
+        assert not {"INTERNAL", "UNKNOWN"} & set(during), during
+
+        verdict = verify(kafka, ledger, result_timeout=90)
+        fault_row.take(verdict, ledger.calls)
+        fault_row.note(verdict.summary())
+        verdict.assert_ok()
+    finally:
+        close_stack(stack)
