@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 from integration.processor_helpers import (
-    PacedSender,
-    ProcessorProcess,
-    TransactionKiller,
     assert_exactly_once,
     count_records,
     interleave,
     processor_settings,
     stream_for,
+)
+from integration.processor_runners import (
+    PacedSender,
+    ProcessorProcess,
+    TransactionKiller,
     with_instance,
 )
 

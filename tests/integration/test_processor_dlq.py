@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from integration.processor_helpers import (
     CommandProducer,
-    ThreadedProcessor,
     command_headers,
     open_pr,
     processor_settings,
@@ -13,6 +12,7 @@ from integration.processor_helpers import (
     tail,
     wait_results,
 )
+from integration.processor_runners import ThreadedProcessor
 
 from prgate.kafka_settings import KafkaSettings
 from prgate.v1.commands_pb2 import CommandEnvelope

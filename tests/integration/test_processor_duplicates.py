@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 
 from integration.processor_helpers import (
-    ThreadedProcessor,
     approve,
     check,
     events_of,
@@ -15,6 +14,7 @@ from integration.processor_helpers import (
     send_all,
     tail,
 )
+from integration.processor_runners import ThreadedProcessor
 
 from prgate.kafka_settings import KafkaSettings
 from prgate.v1.outcome_pb2 import COMMAND_STATE_REJECTED, COMMAND_STATE_SUCCEEDED

@@ -8,7 +8,6 @@ import time
 from confluent_kafka import KafkaError, KafkaException
 from integration.processor_helpers import (
     CommandProducer,
-    ThreadedProcessor,
     approve,
     command_headers,
     events_of,
@@ -21,6 +20,7 @@ from integration.processor_helpers import (
     tail,
     wait_results,
 )
+from integration.processor_runners import ThreadedProcessor
 
 from prgate.kafka_settings import KafkaSettings
 from prgate.v1.events_pb2 import EventEnvelope

@@ -7,13 +7,15 @@ import re
 from pathlib import Path
 
 from integration.processor_helpers import (
-    PacedSender,
-    ProcessorProcess,
     assert_exactly_once,
     interleave,
     processor_settings,
     stream_for,
     tail,
+)
+from integration.processor_runners import (
+    PacedSender,
+    ProcessorProcess,
     wait_assignment,
     with_instance,
 )

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 from confluent_kafka.admin import AdminClient, NewTopic
-from integration.processor_helpers import REPO_ROOT, processor_env, processor_settings
+from integration.processor_helpers import processor_settings
+from integration.processor_runners import REPO_ROOT, processor_env
 
 from prgate.kafka_settings import KafkaSettings
 
