@@ -410,7 +410,7 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
                 if known_here
                 else self._settings.unknown_command_wait_s
             )
-            budget = reply_budget(context, max(default, self._settings.default_wait_s))
+            budget = reply_budget(context, default)
             try:
                 async with self._results.waiting(command_id) as waiter:
                     result = await waiter.result(budget)

@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway.command_service import CommandService
+from gateway.malformed import MalformedRequestInterceptor
 from gateway.producer import CommandProducer
 from gateway.query_service import QueryService
 from gateway.read_model import ReadModel
@@ -132,7 +133,8 @@ async def start_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> Gate
     server = grpc.aio.server(
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
-        interceptors=security.interceptors,
+        # Outermost first: an undecodable body is refused before anything reads it.
+        interceptors=[MalformedRequestInterceptor(), *security.interceptors],
     )
     producer = CommandProducer(kafka, delivery_timeout_ms=int(settings.accept_timeout_s * 1000))
     router = ReplyRouter(
