@@ -118,7 +118,9 @@ def run_replier(
     producer = Producer(producer_config)
     if transactional:
         producer.init_transactions(TXN_TIMEOUT_S)
-    consumer = Consumer(settings.consumer_config(instance) | {"group.id": "bench-replier"})
+    consumer = Consumer(
+        settings.consumer_config(instance) | {"group.id": f"{settings.topic_prefix}replier"}
+    )
     consumer.subscribe([topics.commands])
     served = 0
     try:

@@ -235,6 +235,8 @@ class Worker:
         counted_from, end = t0 + step.warmup_s, t0 + step.duration_s
 
         async def timed(started: float) -> None:
+            # How late the generator itself sent the call (open loop: after its schedule).
+            lag = (time.perf_counter() - started) * 1000
             try:
                 extra = await operation(started)
             except grpc.aio.AioRpcError as exc:
@@ -249,6 +251,8 @@ class Worker:
                 outcome.latencies.append((time.perf_counter() - started) * 1000)
                 for key, value in extra.items():
                     outcome.extra.setdefault(key, []).append(value)
+                if step.mode == "open":
+                    outcome.extra.setdefault("send_lag", []).append(lag)
 
         tasks: set[asyncio.Task[None]] = set()
         if step.mode == "open":
@@ -277,7 +281,9 @@ class Worker:
                 asyncio.create_task(caller()) for _ in range(int(self.share(step.concurrency)))
             }
         if tasks:
-            _, late = await asyncio.wait(tasks, timeout=step.timeout_s + 2.0)
+            # Closed-loop callers run until ``end``; every call then gets its own timeout.
+            bound = max(0.0, end - time.perf_counter()) + step.timeout_s + 2.0
+            _, late = await asyncio.wait(tasks, timeout=bound)
             for task in late:
                 task.cancel()
             outcome.errors["unfinished"] += len(late)

@@ -43,13 +43,14 @@ from bench.system import (
     BenchSystem,
     cpu_seconds,
 )
-from prgate.settings import parse_properties
 from prgate.v1 import command_service_pb2_grpc as svc_grpc
 
 log = logging.getLogger("bench")
 
 P99_LIMIT_MS = 50.0
 SCENARIOS = ("fixed", "accepted", "closed", "open", "reject", "watchers", "restore")
+SYSTEMS = ("prgate", "baseline_a", "baseline_a0", "baseline_b")
+KINDS = {"prgate": "mix", "baseline_a": "rr", "baseline_a0": "rr", "baseline_b": "mix"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Plan:
     watchers: int
     watch_updates: int
     workers: int = 2
+    warmup_per_system_s: float = 3.0
+    broker_warmup_s: float = 30.0
     fixed_rate: float = 100.0
     seed_prs: int = 50
 
@@ -92,6 +95,8 @@ PLANS = {
         restore_n=20_000,
         watchers=200,
         watch_updates=8,
+        warmup_per_system_s=2.0,
+        broker_warmup_s=16.0,
     ),
     "smoke": Plan(
         "smoke",
@@ -104,6 +109,8 @@ PLANS = {
         watchers=4,
         watch_updates=2,
         workers=1,
+        warmup_per_system_s=0.5,
+        broker_warmup_s=1.0,
         fixed_rate=20.0,
         seed_prs=4,
     ),
@@ -193,7 +200,13 @@ def seed_unapproved(gateway: str, count: int) -> tuple[str, ...]:
     return tuple(ids)
 
 
-def run(plan: Plan, out_dir: Path, env: dict[str, str], only: Sequence[str]) -> dict[str, Any]:
+def run(
+    plan: Plan,
+    out_dir: Path,
+    env: dict[str, str],
+    only: Sequence[str],
+    systems: Sequence[str] = SYSTEMS,
+) -> dict[str, Any]:
     """The whole benchmark; returns the results document."""
     results: dict[str, Any] = {
         "meta": {
@@ -202,6 +215,7 @@ def run(plan: Plan, out_dir: Path, env: dict[str, str], only: Sequence[str]) -> 
             "plan": plan.__dict__,
             "env_overrides": env,
             "scenarios": list(only),
+            "systems": list(systems),
         },
         "machine": machine.facts(),
     }
@@ -226,21 +240,43 @@ def run(plan: Plan, out_dir: Path, env: dict[str, str], only: Sequence[str]) -> 
             "workers": plan.workers,
         }
         runner = Runner(plan, system, pool)
-        print("warming up (not recorded)")
-        for system_name, kind in (
-            ("prgate", "mix"),
-            ("baseline_a", "rr"),
-            ("baseline_a0", "rr"),
-            ("baseline_b", "mix"),
-        ):
-            pool.run(Step("warmup", system_name, kind, rate=50.0, duration_s=1.5, warmup_s=1.5))
+        # The broker's JIT compiler alone takes most of a core for the first minute of load
+        # (measured with top -H: "C2 CompilerThread"), so everything warms up before any step
+        # is recorded: a closed loop through prgate and Baseline A, then every system briefly.
+        print(f"warming up for about {plan.broker_warmup_s + 4 * plan.warmup_per_system_s:.0f}s")
+        for system_name in ("prgate", "baseline_a"):
+            if system_name in systems:
+                seconds = plan.broker_warmup_s / 2
+                pool.run(
+                    Step(
+                        "warmup",
+                        system_name,
+                        KINDS[system_name],
+                        "closed",
+                        concurrency=8,
+                        duration_s=seconds,
+                        warmup_s=seconds,
+                    )
+                )
+        for system_name, kind in KINDS.items():
+            if system_name in systems:
+                seconds = plan.warmup_per_system_s
+                pool.run(
+                    Step(
+                        "warmup",
+                        system_name,
+                        kind,
+                        rate=100.0,
+                        duration_s=seconds,
+                        warmup_s=seconds,
+                    )
+                )
         if "fixed" in only:
             print(f"round trip at a fixed {plan.fixed_rate:g}/s")
             results["fixed_rate"] = {
-                "prgate": runner.fixed("prgate", "mix", plan.fixed_rate),
-                "baseline_a": runner.fixed("baseline_a", "rr", plan.fixed_rate),
-                "baseline_a0": runner.fixed("baseline_a0", "rr", plan.fixed_rate),
-                "baseline_b": runner.fixed("baseline_b", "mix", plan.fixed_rate),
+                name: runner.fixed(name, kind, plan.fixed_rate)
+                for name, kind in KINDS.items()
+                if name in systems
             }
         if "accepted" in only:
             print("ACCEPTED mode and WatchCommand")
@@ -248,18 +284,17 @@ def run(plan: Plan, out_dir: Path, env: dict[str, str], only: Sequence[str]) -> 
         for mode in ("closed", "open"):
             if mode in only:
                 print(f"{mode}-loop steps (until p99 > {P99_LIMIT_MS:g} ms or errors)")
-                for system_name, kind in (
-                    ("baseline_b", "mix"),
-                    ("baseline_a", "rr"),
-                    ("prgate", "mix"),
-                ):
-                    runner.escalate(system_name, kind, mode)
+                for system_name in ("baseline_b", "baseline_a", "prgate"):
+                    if system_name in systems:
+                        runner.escalate(system_name, KINDS[system_name], mode)
         if "reject" in only:
             print("rejection path (synchronous validation, no Kafka)")
             ids = seed_unapproved(system.gateway_target, plan.seed_prs)
             results["rejection"] = {"prgate": [], "baseline_b": []}
             for concurrency in plan.reject_concurrency:
                 for system_name in ("prgate", "baseline_b"):
+                    if system_name not in systems:
+                        continue
                     results["rejection"][system_name].append(
                         runner.step(
                             Step(
@@ -313,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", help=f"comma-separated scenarios to run (default all: {','.join(SCENARIOS)})"
     )
     parser.add_argument(
+        "--systems",
+        help=f"comma-separated systems to measure (default all: {','.join(SYSTEMS)})",
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
@@ -335,11 +374,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"prgate bench: unknown scenarios {sorted(unknown)}", file=sys.stderr)
         return 2
-    env = parse_properties(",".join(args.env))
+    systems = [s.strip() for s in (args.systems or ",".join(SYSTEMS)).split(",") if s.strip()]
+    env = dict(item.split("=", 1) for item in args.env if "=" in item)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = args.out or ROOT / "bench" / "results" / f"{stamp}-{name}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = run(plan, out_dir, env, only)
+    results = run(plan, out_dir, env, only, systems)
     report.finish(results)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.json:
