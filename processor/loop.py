@@ -35,7 +35,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from processor.handler import CommandHandler, Outcome
+from processor.handler import CommandHandler, Handled, Outcome
+from processor.observability import ProcessorObservability
 from processor.records import Outgoing
 from processor.reply_topics import METADATA_TIMEOUT_S, ReplyTopics
 from processor.restore import RestoreError, restore_partitions
@@ -48,8 +49,10 @@ EXIT_OK = 0
 EXIT_FATAL = 1
 
 IDLE_POLL_S = 0.1  # bounds how long a stop request waits for the loop
-TXN_CALL_TIMEOUT_S = 30.0  # one transactional API call
-RETRY_BUDGET_S = 60.0  # all retries of one call together
+TXN_CALL_TIMEOUT_S = 10.0  # one transactional API call
+RETRY_BUDGET_S = 30.0  # all retries of one call together
+# After this many aborts in a row the transactional producer is replaced (see _recover).
+ABORTS_BEFORE_RESET = 2
 PROGRESS_EVERY_S = 10.0
 
 
@@ -68,6 +71,7 @@ class Processor:
 
     ``fault`` is a test hook: it is called with a step name (``"before_send_offsets"``,
     ``"before_commit"``) inside every transaction and may raise to simulate a Kafka error.
+    ``observability`` (metrics, spans) defaults to what ``settings`` configure.
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class Processor:
         *,
         stop: threading.Event | None = None,
         fault: Callable[[str], None] | None = None,
+        observability: ProcessorObservability | None = None,
     ) -> None:
         self._settings = settings
         self._topics = settings.topics
@@ -83,6 +88,7 @@ class Processor:
         self._stop = stop or threading.Event()
         self._fault = fault or (lambda step: None)
         self._states = PartitionStates()
+        self._observe = observability or ProcessorObservability.from_settings(settings)
         self._handler = CommandHandler(
             self._topics,
             settings.policy(),
@@ -90,6 +96,7 @@ class Processor:
                 self._topics,
                 self._list_topics,
             ),
+            tracing=self._observe.tracing,
         )
         self._fatal: str | None = None
         self._in_transaction = False
@@ -100,6 +107,7 @@ class Processor:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._restorer: Consumer | None = None
+        self._aborts_in_a_row = 0
 
     @property
     def stop_event(self) -> threading.Event:
@@ -118,15 +126,9 @@ class Processor:
             self._topics.commands,
         )
         try:
-            self._producer = Producer(
-                settings.producer_config(self._instance_id) | {"error_cb": self._on_error}
-            )
             # Fences an earlier incarnation with the same transactional.id and aborts its open
             # transaction, before we read anything it may have left pending.
-            self._retrying(
-                "init_transactions",
-                lambda: self._txn_producer.init_transactions(TXN_CALL_TIMEOUT_S),
-            )
+            self._new_producer()
             self._restorer = Consumer(settings.restore_config())
             # Connect and learn the partition leaders now, not inside the first assignment.
             self._restorer.list_topics(self._topics.pull_requests, METADATA_TIMEOUT_S)
@@ -140,6 +142,7 @@ class Processor:
                 on_lost=self._on_lost,
             )
             log.info("event=processor_started instance_id=%s", self._instance_id)
+            self._observe.start()
             while not self._stop.is_set():
                 batch = self._next_batch()
                 self._check_fatal()
@@ -147,6 +150,7 @@ class Processor:
                     self._process(batch)
                 self._txn_producer.poll(0)
                 self._maybe_log_progress()
+                self._observe.tick(self._group_consumer, self._states)
             log.info("event=processor_stopping reason=stop_requested")
             return EXIT_OK
         except (FatalProcessorError, KafkaException) as exc:
@@ -183,6 +187,7 @@ class Processor:
                 log.warning("event=producer_flush_incomplete remaining=%d", remaining)
             self._producer.close()
         self._log_progress("processor_stopped")
+        self._observe.stopped()
 
     @property
     def _txn_producer(self) -> Producer:
@@ -249,6 +254,7 @@ class Processor:
         staged = self._states.begin()
         offsets: dict[int, int] = {}
         outcomes: list[Outcome] = []
+        done: list[Handled] = []
         try:
             producer.begin_transaction()
             self._in_transaction = True
@@ -258,6 +264,7 @@ class Processor:
                     self._produce(record)
                 offsets[message.partition() or 0] = (message.offset() or 0) + 1
                 outcomes.append(handled.outcome)
+                done.append(handled)
             positions = [
                 TopicPartition(self._topics.commands, partition, offset)
                 for partition, offset in offsets.items()
@@ -276,14 +283,14 @@ class Processor:
                 "commit_transaction", lambda: producer.commit_transaction(TXN_CALL_TIMEOUT_S)
             )
         except KafkaException as exc:
-            error = kafka_error(exc)
-            if error is not None and error.txn_requires_abort() and not error.fatal():
-                self._abort_and_rewind(error)
-                return
-            raise FatalProcessorError(f"transaction failed: {exc}") from exc
+            self._observe.aborted(done, str(exc))
+            self._recover(exc)
+            return
         self._in_transaction = False
+        self._aborts_in_a_row = 0
         state_changes = len(staged)
         staged.apply()
+        self._observe.committed(done, started)
         self._counts["batches"] += 1
         for outcome in outcomes:
             self._counts[outcome.value] += 1
@@ -321,34 +328,97 @@ class Processor:
             except KafkaException as exc:
                 error = kafka_error(exc)
                 retriable = error is not None and error.retriable() and not error.fatal()
-                if not retriable or time.monotonic() + delay > deadline:
+                # A stop request ends the retries: the batch is aborted and redone later.
+                if not retriable or time.monotonic() + delay > deadline or self._stop.is_set():
                     raise
                 log.warning("event=kafka_call_retry call=%s error=%s", what, error)
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
-    def _abort_and_rewind(self, error: KafkaError) -> None:
-        """Abort the open transaction and re-read from the committed offsets."""
-        self._counts["aborts"] += 1
-        log.warning("event=transaction_aborting error=%s", error)
-        self._retrying(
-            "abort_transaction", lambda: self._txn_producer.abort_transaction(TXN_CALL_TIMEOUT_S)
+    def _new_producer(self) -> None:
+        """Create the transactional producer and fence (abort) anything its id left open."""
+        self._producer = Producer(
+            self._settings.producer_config(self._instance_id) | {"error_cb": self._on_error}
         )
+        self._retrying(
+            "init_transactions",
+            lambda: self._txn_producer.init_transactions(TXN_CALL_TIMEOUT_S),
+        )
+
+    def _recover(self, exc: KafkaException) -> None:
+        """Give the failed batch back so it is redone; never skip a record.
+
+        An abortable error aborts and rewinds. When aborting fails, or the same producer keeps
+        failing (for example after a broker outage outlived the transaction, where librdkafka
+        can stay stuck acquiring a new producer epoch), the producer is replaced by a new one
+        with the same transactional.id: its init_transactions aborts whatever the old one left
+        open, and the consumer rewinds to the committed offsets. A fenced or otherwise fatal
+        producer still ends the run: another instance owns our transactional.id.
+        """
+        error = kafka_error(exc)
+        if error is None or error.fatal() or self._fatal is not None:
+            raise FatalProcessorError(f"transaction failed: {exc}") from exc
+        self._counts["aborts"] += 1
+        self._aborts_in_a_row += 1
+        log.warning("event=transaction_aborting error=%s in_a_row=%d", error, self._aborts_in_a_row)
+        reset = self._aborts_in_a_row >= ABORTS_BEFORE_RESET or not error.txn_requires_abort()
+        if not reset:
+            try:
+                self._retrying(
+                    "abort_transaction",
+                    lambda: self._txn_producer.abort_transaction(TXN_CALL_TIMEOUT_S),
+                )
+            except KafkaException as abort_exc:
+                log.warning("event=abort_failed error=%r", abort_exc)
+                reset = True
+        if reset:
+            self._replace_producer(str(error))
         self._in_transaction = False
+        self._rewind()
+
+    def _replace_producer(self, reason: str) -> None:
+        log.warning("event=producer_replacing reason=%r", reason)
+        old, self._producer = self._producer, None
+        if old is not None:
+            try:
+                old.purge()
+                old.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("event=old_producer_close_failed error=%r", exc)
+        try:
+            self._new_producer()
+        except KafkaException as exc:
+            raise FatalProcessorError(f"replacing the producer failed: {exc}") from exc
+        self._aborts_in_a_row = 0
+        log.info("event=producer_replaced")
+
+    def _rewind(self) -> None:
+        """Seek every assigned partition back to its committed offset.
+
+        Without the rewind the aborted records would be skipped, so this retries (each try
+        bounded) for as long as it takes, e.g. while the broker is down; a stop request ends
+        it, and the next start resumes from the committed offsets anyway.
+        """
         consumer = self._group_consumer
         assignment = consumer.assignment()
         if not assignment:
             return
-        try:
-            committed = consumer.committed(assignment, timeout=TXN_CALL_TIMEOUT_S)
-            for tp in committed:
-                if tp.error is not None:
-                    raise FatalProcessorError(f"committed offset of {tp} unreadable: {tp.error}")
-                offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-                consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-        except KafkaException as exc:
-            # Without a rewind we would skip the aborted records: stop, a restart resumes.
-            raise FatalProcessorError(f"rewind after abort failed: {exc}") from exc
+        while True:
+            try:
+                committed = consumer.committed(assignment, timeout=TXN_CALL_TIMEOUT_S)
+                for tp in committed:
+                    if tp.error is not None:
+                        raise KafkaException(tp.error)
+                    offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                    consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+                break
+            except KafkaException as exc:
+                if self._stop.is_set():
+                    raise FatalProcessorError(
+                        f"stopped before the rewind succeeded: {exc}"
+                    ) from exc
+                log.warning("event=rewind_retry error=%r", exc)
+                time.sleep(1.0)
         log.info(
             "event=transaction_aborted rewound=%s",
             ",".join(f"{tp.partition}@{tp.offset}" for tp in committed),
@@ -366,7 +436,7 @@ class Processor:
         try:
             # Under read_committed this waits until a predecessor's pending transactional
             # offsets are resolved: only then do the snapshots we read match those offsets.
-            consumer.committed(partitions, timeout=timeout_s)
+            self._observe.assigned(consumer.committed(partitions, timeout=timeout_s))
             assert self._restorer is not None
             restored = restore_partitions(
                 self._restorer,
