@@ -90,15 +90,24 @@ class GatewayMetrics:
         self.registry.register(self.callbacks)
 
 
-class ProcessorMetrics:
-    """What the processor counts: commands, transactions, dead letters, lag."""
+# What became of a command in the processor (processor.handler.Outcome values).
+PROCESSOR_OUTCOMES = ("succeeded", "rejected", "duplicate", "dead_letter", "failed")
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+
+class ProcessorMetrics:
+    """What the processor counts: commands, transactions, dead letters, lag.
+
+    ``command_types`` are pre-created as ``command`` labels with every outcome.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, command_types: Iterable[str] = ()
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         self.commands = Counter(
             "prgate_processor_commands",
-            "Commands handled by command type and outcome (succeeded, rejected, duplicate,"
-            " dead_letter)",
+            "Commands in committed transactions by command type and outcome (succeeded,"
+            " rejected, duplicate, dead_letter, failed)",
             ["command", "outcome"],
             registry=self.registry,
         )
@@ -110,7 +119,7 @@ class ProcessorMetrics:
         )
         self.dlq_records = Counter(
             "prgate_processor_dlq_records",
-            "Records sent to the dead-letter topic",
+            "Records sent to the dead-letter topic (in committed transactions)",
             registry=self.registry,
         )
         self.batch_records = Histogram(
@@ -127,6 +136,22 @@ class ProcessorMetrics:
         )
         self.callbacks = CallbackCollector()
         self.registry.register(self.callbacks)
+        # Label children resolved once: the loop then pays one dict lookup and one add per
+        # command. Creating them up front also exports zeros, so rate() works from the start.
+        self.committed = self.transactions.labels("committed")
+        self.aborted = self.transactions.labels("aborted")
+        self._command_children: dict[tuple[str, str], Any] = {}
+        for command in command_types:
+            for outcome in PROCESSOR_OUTCOMES:
+                self.command(command, outcome)
+
+    def command(self, command: str, outcome: str) -> Any:
+        """The counter child of one command type and outcome (created on first use)."""
+        key = (command, outcome)
+        child = self._command_children.get(key)
+        if child is None:
+            child = self._command_children[key] = self.commands.labels(command, outcome)
+        return child
 
 
 def serve(listen: str, registry: CollectorRegistry) -> Any:
@@ -137,3 +162,10 @@ def serve(listen: str, registry: CollectorRegistry) -> Any:
     server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
     log.info("event=metrics_serving listen=%s", listen)
     return server
+
+
+def close(server: Any) -> None:
+    """Stop a server :func:`serve` returned (None: nothing to do)."""
+    if server is not None:
+        server.shutdown()
+        server.server_close()

@@ -16,7 +16,9 @@ from types import FrameType
 
 from prgate import logs
 from prgate.settings import add_arguments, load, redacted
+from prgate.tracing import TracingError
 from processor.loop import Processor
+from processor.observability import ProcessorObservability
 from processor.settings import ProcessorSettings
 from processor.topics import TopicAdminError, TopicContractError, check_topics
 
@@ -60,6 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         " ".join(f"{k}={v!r}" for k, v in redacted(settings).items()),
     )
     try:
+        # Before any Kafka client: asking for tracing without its packages fails fast.
+        observability = ProcessorObservability.from_settings(settings)
+    except TracingError as exc:
+        print(f"prgate processor: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
         # Refuses wrong cleanup policies and co-partitioned topics of different sizes: the
         # state restored from pull-requests partition N must be that of commands partition N.
         check_topics(settings)
@@ -69,4 +77,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     stop = threading.Event()
     install_signal_handlers(stop)
-    return Processor(settings, stop=stop).run()
+    return Processor(settings, stop=stop, observability=observability).run()

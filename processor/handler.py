@@ -8,6 +8,7 @@ same batch but reach the committed store only when the transaction commits.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from enum import Enum
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 from google.protobuf.message import DecodeError
 
+from prgate.tracing import Span, Tracing
 from prgate.v1.commands_pb2 import CommandEnvelope
 from prgate.v1.outcome_pb2 import (
     COMMAND_STATE_REJECTED,
@@ -49,18 +51,28 @@ log = logging.getLogger(__name__)
 
 
 class Outcome(Enum):
-    """What became of one command record (for logs and counters)."""
+    """What became of one command record (for logs, counters and spans).
+
+    DEAD_LETTER: the record is no usable command; FAILED: a valid command that ``decide``
+    raised on (a bug). Both go to the DLQ with a FAILED result when the command id is known.
+    """
 
     SUCCEEDED = "succeeded"
     REJECTED = "rejected"
     DUPLICATE = "duplicate"
     DEAD_LETTER = "dead_letter"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
 class Handled:
+    """The records to produce for one command, and what the loop counts and traces."""
+
     outcome: Outcome
     outgoing: list[records.Outgoing]
+    command_type: str = ""  # "" when the record named no known command
+    events: int = 0
+    span: Span | None = None  # ended by the loop when the transaction commits or aborts
 
 
 class UndecodableCommand(Exception):
@@ -133,18 +145,48 @@ class CommandHandler:
         *,
         reply_topic: Callable[[str | None], str] | None = None,
         clock: Callable[[], datetime] = utc_now,
+        tracing: Tracing | None = None,
     ) -> None:
-        """``reply_topic`` maps a reply-to header (or None) to the topic to answer on."""
+        """``reply_topic`` maps a reply-to header (or None) to the topic to answer on.
+
+        With ``tracing``, each command gets a span (child of its record's traceparent) whose
+        traceparent goes on the records it causes; ``Handled.span`` is left open for the loop.
+        """
         self._topics = topics
         self._policy = policy
         self._reply_topic = reply_topic or (lambda requested: requested or topics.results)
         self._clock = clock
+        self._tracing = tracing
 
     def handle(self, message: Message, staged: StagedChanges) -> Handled:
         """The records to produce for ``message``; new state goes into ``staged``."""
         headers = message.headers()
-        correlation_id = records.header(headers, HEADER_CORRELATION_ID)
         traceparent = records.header(headers, HEADER_TRACEPARENT)
+        if self._tracing is None:
+            return self._handle(message, headers, traceparent, staged)
+        span = self._tracing.start_command(traceparent)
+        handled = self._handle(message, headers, span.traceparent, staged)
+        span.rename(f"prgate.processor/{handled.command_type or 'undecodable'}")
+        span.set(
+            **{
+                "command_id": records.header(headers, HEADER_CORRELATION_ID) or "",
+                "command_type": handled.command_type,
+                "outcome": handled.outcome.value,
+                "events": handled.events,
+                "messaging.kafka.partition": message.partition() or 0,
+                "messaging.kafka.offset": message.offset() or 0,
+            }
+        )
+        return dataclasses.replace(handled, span=span)
+
+    def _handle(
+        self,
+        message: Message,
+        headers: records.RawHeaders,
+        traceparent: str | None,
+        staged: StagedChanges,
+    ) -> Handled:
+        correlation_id = records.header(headers, HEADER_CORRELATION_ID)
         reply_to = self._reply_topic(records.header(headers, HEADER_REPLY_TO))
         try:
             envelope = decode_command(message)
@@ -167,6 +209,7 @@ class CommandHandler:
             return Handled(
                 Outcome.DUPLICATE,
                 [records.result_record(reply_to, result, echo, traceparent)],
+                command_type,
             )
 
         try:
@@ -182,12 +225,13 @@ class CommandHandler:
                 reply_to,
                 traceparent,
                 envelope=envelope,
+                outcome=Outcome.FAILED,
             )
 
         version_before = state.version if state is not None and exists(state) else 0
         out: list[records.Outgoing] = []
+        events = decision.events if isinstance(decision, Accepted) else ()
         if isinstance(decision, Accepted):
-            events = decision.events
             new_state = fold(events, state) if events else state
             version_after = events[-1].version if events else version_before
             remembered = ProcessedCommand(
@@ -238,7 +282,7 @@ class CommandHandler:
                 )
             )
         out.append(records.result_record(reply_to, result, echo, traceparent))
-        return Handled(outcome, out)
+        return Handled(outcome, out, command_type, len(events))
 
     def dead_letter(
         self,
@@ -249,6 +293,7 @@ class CommandHandler:
         traceparent: str | None,
         *,
         envelope: CommandEnvelope | None = None,
+        outcome: Outcome = Outcome.DEAD_LETTER,
     ) -> Handled:
         """The record as received to the DLQ; a FAILED result when we know the command id."""
         out = [records.dead_letter_record(self._topics.dlq, message, error)]
@@ -274,4 +319,5 @@ class CommandHandler:
             command_id or "-",
             error,
         )
-        return Handled(Outcome.DEAD_LETTER, out)
+        command_type = command_type_name(envelope) if envelope is not None else ""
+        return Handled(outcome, out, command_type)

@@ -14,6 +14,7 @@ from typing import Any
 
 from prgate.kafka_settings import KafkaSettings
 from prgate.settings import setting
+from prgate.tracing import MODES as TRACING_MODES
 from processor.domain import Policy
 
 
@@ -72,6 +73,15 @@ class ProcessorSettings(KafkaSettings):
         "PRGATE_RECENT_COMMANDS_KEPT",
         "command ids remembered per pull request to answer a redelivered command",
     )
+    metrics_listen: str = setting(
+        "", "PRGATE_METRICS_LISTEN", "host:port to serve Prometheus /metrics on (empty: off)"
+    )
+    tracing: str = setting(
+        "off",
+        "PRGATE_TRACING",
+        "OpenTelemetry tracing: off, console (spans on stdout) or otlp (OTEL_EXPORTER_OTLP_*"
+        " settings); needs the 'tracing' extra",
+    )
     log_level: str = setting("INFO", "PRGATE_LOG_LEVEL", "log level")
 
     def __post_init__(self) -> None:
@@ -83,6 +93,7 @@ class ProcessorSettings(KafkaSettings):
             (self.transaction_timeout_ms >= 1000, "transaction_timeout_ms must be >= 1000"),
             (self.session_timeout_ms >= 1000, "session_timeout_ms must be >= 1000"),
             (self.restore_timeout_ms >= 1000, "restore_timeout_ms must be >= 1000"),
+            (self.tracing in TRACING_MODES, f"tracing must be one of {', '.join(TRACING_MODES)}"),
         ]
         for ok, message in checks:
             if not ok:
