@@ -43,9 +43,11 @@ from gateway.producer import KafkaUnavailable
 from gateway.reply_router import TooManyWaiting
 from gateway.settings import GatewaySettings
 from prgate.metrics import GatewayMetrics
+from prgate.tracing import Span, Tracing
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1 import command_service_pb2_grpc as svc_grpc
 from prgate.v1 import commands_pb2, outcome_pb2, results_pb2
+from processor.contract import HEADER_TRACEPARENT
 from processor.domain import (
     Policy,
     Rejected,
@@ -58,6 +60,12 @@ from processor.domain import (
 log = logging.getLogger("prgate.gateway")
 # When the current call arrived (each grpc.aio call runs in its own task and context).
 _started: contextvars.ContextVar[float] = contextvars.ContextVar("started", default=0.0)
+# The current call's span when tracing is on (README "Tracing").
+_span: contextvars.ContextVar[Span | None] = contextvars.ContextVar("span", default=None)
+# Codes that are the server's failure, not the caller's (OpenTelemetry's gRPC conventions).
+SERVER_ERROR_OUTCOMES = frozenset(
+    ("unknown", "deadline_exceeded", "unimplemented", "internal", "unavailable", "data_loss")
+)
 
 MAX_KEY_LENGTH = 256
 MAX_ID_LENGTH = 128
@@ -109,6 +117,7 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
         caller_of: Any = None,
         clock: Any = time.time,
         metrics: GatewayMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._settings = settings
         self._results_topic = results_topic
@@ -121,6 +130,7 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
         self._caller_of = caller_of or (lambda context: "")
         self._clock = clock
         self._metrics = metrics
+        self._tracing = tracing
         results.add_listener(self._on_result)
 
     def _on_result(self, result: results_pb2.CommandResult) -> None:
@@ -157,6 +167,17 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
 
     async def _call(self, spec: CommandSpec, request: Any, context: Any) -> Message:
         _started.set(time.perf_counter())
+        if self._tracing is None:
+            return await self._respond(spec, request, context)
+        # A child of the caller's trace when it sent a traceparent in the call metadata.
+        span = self._tracing.start_call(spec.rpc, metadata_value(context, HEADER_TRACEPARENT))
+        _span.set(span)
+        try:
+            return await self._respond(spec, request, context)
+        finally:
+            span.end()
+
+    async def _respond(self, spec: CommandSpec, request: Any, context: Any) -> Message:
         try:
             receipt = await self._handle(spec, request, context)
         except errors.GatewayError as exc:
@@ -186,6 +207,11 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
         elapsed_ms = (time.perf_counter() - _started.get()) * 1000
         if self._metrics is not None:
             self._metrics.commands.labels(spec.rpc, outcome).inc()
+        span = _span.get()
+        if span is not None:
+            span.set(command_id=command_id, pull_request_id=pull_request_id, outcome=outcome)
+            if outcome in SERVER_ERROR_OUTCOMES:
+                span.error(message or outcome)
         log.info(
             "event=command_outcome rpc=%s outcome=%s command_id=%s pull_request_id=%s ms=%.1f%s",
             spec.rpc,
@@ -319,6 +345,13 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
                         state=outcome_pb2.COMMAND_STATE_ACCEPTED,
                     )
                 result = await waiter.result(max(0.0, budget_end - time.monotonic()))
+                span = _span.get()
+                if result is not None and span is not None:
+                    span.event(
+                        "result",
+                        state=outcome_pb2.CommandState.Name(result.state),
+                        version=result.version,
+                    )
                 if result is not None and self._metrics is not None:
                     self._metrics.round_trip_seconds.labels(result.command_type).observe(
                         time.perf_counter() - _started.get()
@@ -343,8 +376,14 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
         command_id, pull_request_id = envelope.command_id, envelope.pull_request_id
         timeout = min(self._settings.accept_timeout_s, max(0.0, budget_end - time.monotonic()))
         self._pending.add(pull_request_id, command_id)
+        span = _span.get()
         try:
-            await self._sender.send(envelope, reply_to=self._results_topic, timeout=timeout)
+            await self._sender.send(
+                envelope,
+                reply_to=self._results_topic,
+                timeout=timeout,
+                traceparent=span.traceparent if span is not None else None,
+            )
         except KafkaUnavailable as exc:
             # The key stays unaccepted, so a retry with the same key produces again.
             self._pending.done(command_id)

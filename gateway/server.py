@@ -24,6 +24,7 @@ from gateway.security import Security, build_security
 from gateway.settings import GatewaySettings
 from prgate import logs
 from prgate import metrics as prgate_metrics
+from prgate import tracing as prgate_tracing
 from prgate.kafka_settings import KafkaSettings
 from prgate.metrics import GatewayMetrics
 from prgate.settings import add_arguments, load, redacted
@@ -55,6 +56,7 @@ class Gateway:
     port: int
     settings: GatewaySettings
     security: Security | None = None
+    tracing: prgate_tracing.Tracing | None = None
     _ready_task: asyncio.Task[None] | None = None
 
     async def _become_ready(self) -> None:
@@ -74,6 +76,8 @@ class Gateway:
         await self.router.close()
         await self.read_model.close()
         await self.producer.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
         log.info("gateway_stopped")
 
 
@@ -130,6 +134,10 @@ async def start_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> Gate
     ]
     # Before any Kafka client exists: bad certificates or token file fail fast.
     security = build_security(settings)
+    try:
+        tracing = prgate_tracing.setup(settings.tracing, "prgate-gateway")
+    except prgate_tracing.TracingError as exc:
+        raise SystemExit(f"prgate gateway: {exc}") from exc
     server = grpc.aio.server(
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
@@ -159,6 +167,7 @@ async def start_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> Gate
             view=read_model,
             caller_of=security.caller_of,
             metrics=metrics,
+            tracing=tracing,
         ),
         server,
     )
@@ -187,7 +196,7 @@ async def start_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> Gate
     await server.start()
     prgate_metrics.serve(settings.metrics_listen, metrics.registry)
     gateway = Gateway(
-        server, health_servicer, producer, router, read_model, port, settings, security
+        server, health_servicer, producer, router, read_model, port, settings, security, tracing
     )
     gateway._ready_task = asyncio.create_task(gateway._become_ready())
     log.info("gateway_started listen=%s port=%d transport=%s", settings.listen, port, security.mode)

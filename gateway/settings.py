@@ -67,6 +67,12 @@ class GatewaySettings:
     metrics_listen: str = setting(
         "", "PRGATE_METRICS_LISTEN", "host:port to serve Prometheus /metrics on (empty: off)"
     )
+    tracing: str = setting(
+        "off",
+        "PRGATE_TRACING",
+        "OpenTelemetry tracing: off, console (spans on stdout) or otlp (OTEL_EXPORTER_OTLP_*"
+        " settings); needs the 'tracing' extra",
+    )
     log_level: str = setting("INFO", "PRGATE_LOG_LEVEL", "log level")
     # Security (gateway/security.py, README "Security"): everything off by default.
     tls_cert_file: str = setting(
