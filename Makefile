@@ -12,7 +12,7 @@ GRPCURL := $(BIN)/grpcurl
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench,tracing]'
 	touch $(STAMP)
 
 install: $(STAMP)
