@@ -3,6 +3,7 @@
 Starts the project's broker (unless a remote cluster is configured, or a broker already serves
 on the port), ensures the topics, runs ``python -m processor`` and ``python -m gateway`` as child
 processes, and on Ctrl-C or SIGTERM stops the children, then the broker if it started it.
+Each child serves Prometheus ``/metrics`` on its own port (``METRICS_LISTEN``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib.util
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +28,8 @@ log = logging.getLogger("prgate.dev")
 CHILDREN = ("processor", "gateway")
 CHILD_STOP_TIMEOUT_S = 15.0
 DEFAULT_LISTEN = "127.0.0.1:50051"
+# /metrics of each child: one port each, as both read the same PRGATE_METRICS_LISTEN.
+METRICS_LISTEN = {"gateway": "127.0.0.1:9464", "processor": "127.0.0.1:9465"}
 
 
 def child_available(module: str) -> bool:
@@ -49,7 +53,20 @@ def child_environment(kafka: KafkaSettings) -> dict[str, str]:
     return env
 
 
-def usage_hint(kafka: KafkaSettings, listen: str, running: list[str]) -> str:
+def free_listen(listen: str) -> bool:
+    """Whether ``host:port`` can be bound now (another dev run may hold it)."""
+    host, _, port = listen.rpartition(":")
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, int(port)))
+        except OSError:
+            return False
+    return True
+
+
+def usage_hint(
+    kafka: KafkaSettings, listen: str, running: list[str], metrics: dict[str, str] | None = None
+) -> str:
     example = (
         '{"command": {"repository": "octo/hello", "title": "Add a README", "author": "alice", '
         '"sourceBranch": "readme", "targetBranch": "main"}}'
@@ -66,6 +83,8 @@ def usage_hint(kafka: KafkaSettings, listen: str, running: list[str]) -> str:
             f'  grpcurl -plaintext -d \'{{"pullRequestId": "ID"}}\' {listen} '
             "prgate.v1.PullRequestQueryService/GetPullRequest",
         ]
+    for name, address in (metrics or {}).items():
+        lines.append(f"{name} metrics at http://{address}/metrics")
     lines.append("Ctrl-C stops everything.")
     return "\n".join(lines)
 
@@ -100,6 +119,7 @@ def run_dev(kafka: KafkaSettings, *, broker: LocalKafka | None, start_timeout: f
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     started_broker = False
     children: dict[str, subprocess.Popen[bytes]] = {}
+    metrics: dict[str, str] = {}
     code = 0
     try:
         if broker is not None:
@@ -117,9 +137,16 @@ def run_dev(kafka: KafkaSettings, *, broker: LocalKafka | None, start_timeout: f
             if not child_available(name):
                 log.warning("event=dev_child_skipped name=%s reason=no_%s.__main__", name, name)
                 continue
-            children[name] = subprocess.Popen([sys.executable, "-m", name], env=env)
+            child_env = dict(env)
+            if free_listen(METRICS_LISTEN[name]):
+                child_env["PRGATE_METRICS_LISTEN"] = metrics[name] = METRICS_LISTEN[name]
+            else:
+                log.warning("event=dev_metrics_port_busy name=%s", name)
+                child_env["PRGATE_METRICS_LISTEN"] = ""
+            children[name] = subprocess.Popen([sys.executable, "-m", name], env=child_env)
             log.info("event=child_started name=%s pid=%d", name, children[name].pid)
-        print(usage_hint(kafka, env.get("PRGATE_LISTEN", DEFAULT_LISTEN), list(children)))
+        listen = env.get("PRGATE_LISTEN", DEFAULT_LISTEN)
+        print(usage_hint(kafka, listen, list(children), metrics))
         while not stop.wait(0.5):
             exited = {n: p.returncode for n, p in children.items() if p.poll() is not None}
             if exited:
