@@ -53,11 +53,47 @@ TXN_CALL_TIMEOUT_S = 10.0  # one transactional API call
 RETRY_BUDGET_S = 30.0  # all retries of one call together
 # After this many aborts in a row the transactional producer is replaced (see _recover).
 ABORTS_BEFORE_RESET = 2
+CLOSE_LIMIT_S = 5.0
+STUCK_MARGIN_S = 5.0  # beyond a call's own timeout, before the producer is declared stuck
 PROGRESS_EVERY_S = 10.0
 
 
 class FatalProcessorError(Exception):
     """The processor cannot go on; the run ends with a non-zero exit code."""
+
+
+class StuckCallError(Exception):
+    """A transactional call did not return within its bound (it ignored its own timeout)."""
+
+
+def _purge_and_close(producer: Producer) -> None:
+    producer.purge()
+    producer.close()
+
+
+def bounded_call(what: str, call: Callable[[], Any], limit_s: float) -> None:
+    """Run ``call`` on a helper thread and give up waiting after ``limit_s``.
+
+    librdkafka's send_offsets_to_transaction can block past its timeout when the group
+    coordinator goes away (confluentinc/librdkafka#5456, #5511), e.g. across a broker restart.
+    A call that never returns cannot be cancelled; the caller then abandons the producer.
+    """
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            call()
+        except BaseException as exc:  # handed to the waiting thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=f"txn-{what}", daemon=True).start()
+    if not done.wait(limit_s):
+        raise StuckCallError(f"{what} did not return within {limit_s:.0f}s")
+    if failure:
+        raise failure[0]
 
 
 def kafka_error(exc: BaseException) -> KafkaError | None:
@@ -108,6 +144,7 @@ class Processor:
         self._producer: Producer | None = None
         self._restorer: Consumer | None = None
         self._aborts_in_a_row = 0
+        self._abandoned: list[Producer] = []
 
     @property
     def stop_event(self) -> threading.Event:
@@ -270,12 +307,15 @@ class Processor:
                 for partition, offset in offsets.items()
             ]
             self._fault("before_send_offsets")
+            group_metadata = self._group_consumer.consumer_group_metadata()
             self._retrying(
                 "send_offsets_to_transaction",
-                lambda: producer.send_offsets_to_transaction(
-                    positions,
-                    self._group_consumer.consumer_group_metadata(),
-                    TXN_CALL_TIMEOUT_S,
+                lambda: bounded_call(
+                    "send_offsets_to_transaction",
+                    lambda: producer.send_offsets_to_transaction(
+                        positions, group_metadata, TXN_CALL_TIMEOUT_S
+                    ),
+                    TXN_CALL_TIMEOUT_S + STUCK_MARGIN_S,
                 ),
             )
             self._fault("before_commit")
@@ -285,6 +325,14 @@ class Processor:
         except KafkaException as exc:
             self._observe.aborted(done, str(exc))
             self._recover(exc)
+            return
+        except StuckCallError as exc:
+            # The producer is wedged inside librdkafka: leave it behind, start a new one.
+            self._observe.aborted(done, str(exc))
+            self._counts["aborts"] += 1
+            self._replace_producer(str(exc), abandon=True)
+            self._in_transaction = False
+            self._rewind()
             return
         self._in_transaction = False
         self._aborts_in_a_row = 0
@@ -363,12 +411,16 @@ class Processor:
         log.warning("event=transaction_aborting error=%s in_a_row=%d", error, self._aborts_in_a_row)
         reset = self._aborts_in_a_row >= ABORTS_BEFORE_RESET or not error.txn_requires_abort()
         if not reset:
+            # One bounded attempt: a producer whose abort times out is the wedged kind, and
+            # replacing it is faster than waiting for it.
             try:
-                self._retrying(
+                producer = self._txn_producer
+                bounded_call(
                     "abort_transaction",
-                    lambda: self._txn_producer.abort_transaction(TXN_CALL_TIMEOUT_S),
+                    lambda: producer.abort_transaction(TXN_CALL_TIMEOUT_S),
+                    TXN_CALL_TIMEOUT_S + STUCK_MARGIN_S,
                 )
-            except KafkaException as abort_exc:
+            except (KafkaException, StuckCallError) as abort_exc:
                 log.warning("event=abort_failed error=%r", abort_exc)
                 reset = True
         if reset:
@@ -376,15 +428,26 @@ class Processor:
         self._in_transaction = False
         self._rewind()
 
-    def _replace_producer(self, reason: str) -> None:
-        log.warning("event=producer_replacing reason=%r", reason)
+    def _replace_producer(self, reason: str, *, abandon: bool = False) -> None:
+        """A new producer with the same transactional.id; the old one is closed or abandoned.
+
+        An abandoned producer still has a thread inside one of its calls, so it is neither
+        closed nor freed (that could crash); it is kept referenced and fenced by the new one.
+        """
+        log.warning("event=producer_replacing reason=%r abandon=%s", reason, abandon)
         old, self._producer = self._producer, None
-        if old is not None:
+        if old is not None and not abandon:
+            # Closing can hang on the same wedged coordinator connection: bounded, and a
+            # producer that does not close in time is abandoned too.
             try:
-                old.purge()
-                old.close()
+                bounded_call("close_producer", lambda: _purge_and_close(old), CLOSE_LIMIT_S)
             except (KafkaException, RuntimeError) as exc:
                 log.warning("event=old_producer_close_failed error=%r", exc)
+            except StuckCallError:
+                abandon = True
+        if old is not None and abandon:
+            self._abandoned.append(old)
+            log.warning("event=producer_abandoned abandoned=%d", len(self._abandoned))
         try:
             self._new_producer()
         except KafkaException as exc:
