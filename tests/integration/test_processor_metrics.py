@@ -8,6 +8,7 @@ lag although it has consumed nothing (librdkafka has no position before the firs
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +32,7 @@ from prgate.kafka_settings import KafkaSettings
 from processor.contract import Topics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def scrape(port: int) -> Samples:
@@ -57,6 +59,13 @@ def family(samples: Samples, name: str, label: str) -> dict[str, float]:
         for (sample, labels), value in samples.items()
         if sample == name and label in dict(labels)
     }
+
+
+def base_name(sample: str) -> str:
+    """The metric a sample belongs to (README lists counters with ``_total``)."""
+    for suffix in ("_bucket", "_count", "_sum", "_created", "_total"):
+        sample = sample.removesuffix(suffix)
+    return sample
 
 
 def wait_metrics(port: int, ok: Callable[[Samples], bool], what: str, timeout: float) -> Samples:
@@ -130,6 +139,11 @@ def test_processor_metrics_after_real_commands(
         lag = family(samples, "prgate_processor_consumer_lag", "partition")
         assert set(lag) == {"0", "1", "2"} and set(lag.values()) == {0.0}, lag
         assert get(samples, "prgate_processor_assigned_partitions") == 3
+        # Every metric on the page is in the README's list.
+        listed = set(re.findall(r"`(prgate_\w+)`", README.read_text()))
+        names = {base_name(name) for name, _ in samples if name.startswith("prgate_")}
+        undocumented = {n for n in names if not {n, f"{n}_total"} & listed}
+        assert not undocumented, f"README Metrics misses {sorted(undocumented)}"
         assert process.terminate() == 0
     finally:
         process.close()
