@@ -62,7 +62,8 @@ def start_offsets(
     The end is resolved here, before reading, so an event committed after this returns is
     always shown (OFFSET_END would be resolved later, on the first fetch).
     """
-    admin = AdminClient(kafka.client_config())
+    # log_level 4: librdkafka's informational lines (e.g. on close) would garble the output.
+    admin = AdminClient(kafka.client_config(log_level=4))
     try:
         # All topics: asking for one by name lets a broker with auto.create.topics.enable
         # create it, and a tail must never create the events topic.
