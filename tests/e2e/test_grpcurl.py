@@ -52,13 +52,13 @@ def parse(text: str) -> Any:
 
 
 def run(
-    line: str, gateway: GatewayProcess, values: dict[str, str]
+    line: str, gateway: GatewayProcess, values: dict[str, str], max_time: float = 30
 ) -> subprocess.CompletedProcess[str]:
     for name, value in values.items():
         line = line.replace(f"${name}", value)
     args = shlex.split(line.replace(README_ADDRESS, gateway.target))
     return subprocess.run(
-        [grpcurl(), "-max-time", "30", *args[1:]],
+        [grpcurl(), "-max-time", str(max_time), *args[1:]],
         capture_output=True,
         text=True,
         timeout=60,
@@ -99,6 +99,14 @@ def test_readme_examples_run_as_written(gateway: GatewayProcess) -> None:
     outputs: list[str] = []
     lines = readme_examples()
     for line in lines[:-1]:
+        if line.endswith("/WatchPullRequest"):
+            # A watch never ends by itself (a person presses Ctrl-C): stop it after 3 s.
+            watched = run(line, gateway, values, max_time=3)
+            assert "DeadlineExceeded" in watched.stderr, watched.stderr
+            snapshot = parse(watched.stdout)["pullRequest"]
+            assert snapshot["pullRequestId"] == values["PR"]
+            assert snapshot["status"] == "PULL_REQUEST_STATUS_OPEN"
+            continue
         done = run(line, gateway, values)
         assert done.returncode == 0, f"{line}\n{done.stderr}"
         outputs.append(done.stdout)
@@ -123,6 +131,9 @@ def test_readme_examples_run_as_written(gateway: GatewayProcess) -> None:
         if line.endswith("/ListPullRequests"):
             listed = parse(done.stdout)["pullRequests"]
             assert values["PR"] in [p["pullRequestId"] for p in listed]
+        if line.endswith(("/ClosePullRequest", "/ReopenPullRequest")):
+            receipt = parse(done.stdout)["receipt"]
+            assert receipt["state"] == "COMMAND_STATE_SUCCEEDED"
         if line.endswith("/RevertPullRequest"):
             receipt = parse(done.stdout)["receipt"]
             assert receipt["state"] == "COMMAND_STATE_SUCCEEDED"
