@@ -28,15 +28,21 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2
 
 from gateway import errors
-from gateway.command_specs import ACCEPTED, COMPLETED, SPECS, CommandSpec
+from gateway.command_requests import (
+    IDEMPOTENCY_METADATA,
+    build_envelope,
+    metadata_value,
+    receipt_for,
+    reply_budget,
+    response_mode,
+)
+from gateway.command_specs import ACCEPTED, SPECS, CommandSpec
+from gateway.command_watch import CommandWatch
 from gateway.idempotency import (
     IdempotencyTable,
     KeyUse,
     PendingCommands,
-    command_id_for_key,
     fingerprint,
-    new_command_id,
-    pull_request_id_for,
 )
 from gateway.ports import CommandSender, PullRequestView, ResultSource
 from gateway.producer import KafkaUnavailable
@@ -67,41 +73,6 @@ SERVER_ERROR_OUTCOMES = frozenset(
     ("unknown", "deadline_exceeded", "unimplemented", "internal", "unavailable", "data_loss")
 )
 
-MAX_KEY_LENGTH = 256
-MAX_ID_LENGTH = 128
-IDEMPOTENCY_METADATA = "idempotency-key"
-TERMINAL = (
-    outcome_pb2.COMMAND_STATE_SUCCEEDED,
-    outcome_pb2.COMMAND_STATE_REJECTED,
-    outcome_pb2.COMMAND_STATE_FAILED,
-)
-
-
-def reply_budget(context: Any, default: float) -> float:
-    """Seconds this call may still wait, keeping a margin to answer before the deadline."""
-    remaining: float | None = context.time_remaining()
-    if remaining is None:
-        return default
-    margin = min(0.25, remaining * 0.1)
-    return max(0.0, remaining - margin)
-
-
-def metadata_value(context: Any, key: str) -> str:
-    for item in context.invocation_metadata() or ():
-        if item[0] == key:
-            value = item[1]
-            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    return ""
-
-
-def receipt_for(result: results_pb2.CommandResult) -> svc.CommandReceipt:
-    return svc.CommandReceipt(
-        command_id=result.command_id,
-        pull_request_id=result.pull_request_id,
-        state=result.state,
-        result=result,
-    )
-
 
 class CommandService(svc_grpc.PullRequestCommandServiceServicer):
     """The command servicer. Kafka access comes in through the ports, so tests can fake it."""
@@ -131,6 +102,7 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
         self._clock = clock
         self._metrics = metrics
         self._tracing = tracing
+        self._watch = CommandWatch(settings, results, self._accepted)
         results.add_listener(self._on_result)
 
     def _on_result(self, result: results_pb2.CommandResult) -> None:
@@ -224,46 +196,6 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
 
     # -- the steps ----------------------------------------------------------------------------
 
-    def _envelope(
-        self, spec: CommandSpec, request: Any, context: Any
-    ) -> commands_pb2.CommandEnvelope:
-        caller = str(self._caller_of(context))
-        key = request.options.idempotency_key or metadata_value(context, IDEMPOTENCY_METADATA)
-        if len(key) > MAX_KEY_LENGTH:
-            raise errors.invalid_argument(
-                "options.idempotency_key",
-                "IDEMPOTENCY_KEY_TOO_LONG",
-                f"idempotency key must be at most {MAX_KEY_LENGTH} characters",
-            )
-        command_id = command_id_for_key(caller, key) if key else new_command_id()
-        command = request.command
-        pull_request_id = (
-            pull_request_id_for(command_id) if spec.creates else command.pull_request_id
-        )
-        envelope = commands_pb2.CommandEnvelope(
-            command_id=command_id,
-            pull_request_id=pull_request_id,
-            caller=caller,
-            idempotency_key=key,
-        )
-        envelope.issued_at.FromDatetime(datetime.fromtimestamp(self._clock(), UTC))
-        if request.options.HasField("expected_version"):
-            envelope.expected_version = request.options.expected_version
-        getattr(envelope, spec.envelope_field).CopyFrom(command)
-        return envelope
-
-    def _mode(self, spec: CommandSpec, request: Any) -> int:
-        mode = int(request.options.response_mode)
-        if mode == svc.RESPONSE_MODE_UNSPECIFIED:
-            return spec.default_mode
-        if mode not in (ACCEPTED, COMPLETED):
-            raise errors.invalid_argument(
-                "options.response_mode",
-                "UNKNOWN_RESPONSE_MODE",
-                f"response_mode {mode} is not one of ACCEPTED, COMPLETED",
-            )
-        return mode
-
     async def _handle(self, spec: CommandSpec, request: Any, context: Any) -> svc.CommandReceipt:
         if not self._view.caught_up():
             raise errors.error(
@@ -272,8 +204,14 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
                 errors.error_info("READ_MODEL_CATCHING_UP"),
                 errors.retry_after(1.0),
             )
-        envelope = self._envelope(spec, request, context)
-        mode = self._mode(spec, request)
+        envelope = build_envelope(
+            spec,
+            request,
+            caller=str(self._caller_of(context)),
+            key=request.options.idempotency_key or metadata_value(context, IDEMPOTENCY_METADATA),
+            now=self._clock(),
+        )
+        mode = response_mode(spec, request)
         budget_end = time.monotonic() + reply_budget(context, self._settings.default_wait_s)
         command_id, pull_request_id = envelope.command_id, envelope.pull_request_id
         ids = {"command_id": command_id, "pull_request_id": pull_request_id}
@@ -420,67 +358,7 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
 
     async def WatchCommand(self, request: Any, context: Any) -> AsyncIterator[Message]:
         try:
-            async for receipt in self._watch(request.command_id, context):
+            async for receipt in self._watch.watch(request.command_id, context):
                 yield svc.WatchCommandResponse(receipt=receipt)
         except errors.GatewayError as exc:
             await errors.abort(context, exc)
-
-    async def _watch(self, command_id: str, context: Any) -> AsyncIterator[svc.CommandReceipt]:
-        if not command_id or len(command_id) > MAX_ID_LENGTH:
-            raise errors.invalid_argument(
-                "command_id",
-                "INVALID_COMMAND_ID",
-                f"command_id must be 1 to {MAX_ID_LENGTH} characters",
-            )
-        local = self._accepted.get(command_id)
-        known_here = local is not None and local.accepted
-        pull_request_id = local.pull_request_id if local is not None else ""
-        accepted = svc.CommandReceipt(
-            command_id=command_id,
-            pull_request_id=pull_request_id,
-            state=outcome_pb2.COMMAND_STATE_ACCEPTED,
-        )
-        result = self._results.lookup(command_id)
-        if result is None:
-            if known_here:
-                yield accepted
-            default = (
-                self._settings.default_wait_s
-                if known_here
-                else self._settings.unknown_command_wait_s
-            )
-            budget = reply_budget(context, default)
-            try:
-                async with self._results.waiting(command_id) as waiter:
-                    result = await waiter.result(budget)
-            except TooManyWaiting as exc:
-                raise errors.error(
-                    code_pb2.RESOURCE_EXHAUSTED,
-                    "too many calls are waiting for results on this gateway; retry later",
-                    errors.error_info("TOO_MANY_WAITING", command_id=command_id),
-                    errors.retry_after(1.0),
-                ) from exc
-            if result is None:
-                if known_here:
-                    raise errors.error(
-                        code_pb2.DEADLINE_EXCEEDED,
-                        f"command {command_id} has not completed yet; watch it again",
-                        errors.error_info(
-                            "RESULT_NOT_IN_TIME",
-                            command_id=command_id,
-                            pull_request_id=pull_request_id,
-                        ),
-                    )
-                raise errors.error(
-                    code_pb2.NOT_FOUND,
-                    f"no result for command {command_id}: it was not accepted, or its result"
-                    " is older than this gateway remembers",
-                    errors.error_info("UNKNOWN_COMMAND", command_id=command_id),
-                )
-            if not known_here:
-                accepted.pull_request_id = result.pull_request_id
-                yield accepted
-        else:
-            accepted.pull_request_id = result.pull_request_id
-            yield accepted
-        yield receipt_for(result)
