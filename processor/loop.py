@@ -7,9 +7,11 @@ consumer's group metadata, so a member that lost its partitions is fenced by gen
 
 Error handling follows the librdkafka transactional API: a retriable error repeats the same
 call; an error that requires an abort aborts, rewinds the consumer to the committed offsets and
-drops the batch's staged state (the in-memory store only holds committed state); anything else
-(fenced producer, fatal error) ends the run with a non-zero exit code, and a restart resumes
-from the committed offsets. No record is ever skipped.
+drops the batch's staged state (the in-memory store only holds committed state). A producer
+that cannot abort, keeps failing, or hangs inside a call is replaced by a new one with the same
+transactional.id (:mod:`processor.txn_producer`). A fenced producer or another fatal error
+ends the run with a non-zero exit code, and a restart resumes from the committed offsets. No
+record is ever skipped.
 
 Rebalancing is cooperative-sticky: partitions that stay keep their in-memory state. On
 assignment, each new partition's pull requests are restored from the compacted topic before any
@@ -42,6 +44,13 @@ from processor.reply_topics import METADATA_TIMEOUT_S, ReplyTopics
 from processor.restore import RestoreError, restore_partitions
 from processor.settings import ProcessorSettings
 from processor.state_store import PartitionStates
+from processor.txn_producer import (
+    RETRY_BUDGET_S,
+    TXN_CALL_TIMEOUT_S,
+    StuckCallError,
+    TransactionalProducer,
+    kafka_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,57 +58,13 @@ EXIT_OK = 0
 EXIT_FATAL = 1
 
 IDLE_POLL_S = 0.1  # bounds how long a stop request waits for the loop
-TXN_CALL_TIMEOUT_S = 10.0  # one transactional API call
-RETRY_BUDGET_S = 30.0  # all retries of one call together
 # After this many aborts in a row the transactional producer is replaced (see _recover).
 ABORTS_BEFORE_RESET = 2
-CLOSE_LIMIT_S = 5.0
-STUCK_MARGIN_S = 5.0  # beyond a call's own timeout, before the producer is declared stuck
 PROGRESS_EVERY_S = 10.0
 
 
 class FatalProcessorError(Exception):
     """The processor cannot go on; the run ends with a non-zero exit code."""
-
-
-class StuckCallError(Exception):
-    """A transactional call did not return within its bound (it ignored its own timeout)."""
-
-
-def _purge_and_close(producer: Producer) -> None:
-    producer.purge()
-    producer.close()
-
-
-def bounded_call(what: str, call: Callable[[], Any], limit_s: float) -> None:
-    """Run ``call`` on a helper thread and give up waiting after ``limit_s``.
-
-    librdkafka's send_offsets_to_transaction can block past its timeout when the group
-    coordinator goes away (confluentinc/librdkafka#5456, #5511), e.g. across a broker restart.
-    A call that never returns cannot be cancelled; the caller then abandons the producer.
-    """
-    done = threading.Event()
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            call()
-        except BaseException as exc:  # handed to the waiting thread
-            failure.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=target, name=f"txn-{what}", daemon=True).start()
-    if not done.wait(limit_s):
-        raise StuckCallError(f"{what} did not return within {limit_s:.0f}s")
-    if failure:
-        raise failure[0]
-
-
-def kafka_error(exc: BaseException) -> KafkaError | None:
-    """The KafkaError inside a KafkaException, if any."""
-    arg = exc.args[0] if exc.args else None
-    return arg if isinstance(arg, KafkaError) else None
 
 
 class Processor:
@@ -141,10 +106,11 @@ class Processor:
         self._last_progress = time.monotonic()
         self._logged_counts = dict(self._counts)
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
         self._restorer: Consumer | None = None
         self._aborts_in_a_row = 0
-        self._abandoned: list[Producer] = []
+        self._txn = TransactionalProducer(
+            settings, self._instance_id, on_error=self._on_error, stop=self._stop
+        )
 
     @property
     def stop_event(self) -> threading.Event:
@@ -165,7 +131,7 @@ class Processor:
         try:
             # Fences an earlier incarnation with the same transactional.id and aborts its open
             # transaction, before we read anything it may have left pending.
-            self._new_producer()
+            self._txn.start()
             self._restorer = Consumer(settings.restore_config())
             # Connect and learn the partition leaders now, not inside the first assignment.
             self._restorer.list_topics(self._topics.pull_requests, METADATA_TIMEOUT_S)
@@ -185,7 +151,7 @@ class Processor:
                 self._check_fatal()
                 if batch:
                     self._process(batch)
-                self._txn_producer.poll(0)
+                self._txn.producer.poll(0)
                 self._maybe_log_progress()
                 self._observe.tick(self._group_consumer, self._states)
             log.info("event=processor_stopping reason=stop_requested")
@@ -200,13 +166,6 @@ class Processor:
             self._close()
 
     def _close(self) -> None:
-        if self._in_transaction and self._producer is not None:
-            # Only after a fatal error: give the batch back (bounded), a restart redoes it.
-            try:
-                self._producer.abort_transaction(TXN_CALL_TIMEOUT_S)
-            except KafkaException as exc:
-                log.warning("event=abort_on_close_failed error=%r", exc)
-            self._in_transaction = False
         if self._consumer is not None:
             try:
                 self._consumer.close()  # leaves the group: our partitions move at once
@@ -217,19 +176,16 @@ class Processor:
                 self._restorer.close()
             except (KafkaException, RuntimeError) as exc:
                 log.warning("event=restore_consumer_close_failed error=%r", exc)
-        if self._producer is not None:
-            # No transaction is open here: every batch commits or aborts before the loop ends.
-            remaining = self._producer.flush(5.0)
-            if remaining:
-                log.warning("event=producer_flush_incomplete remaining=%d", remaining)
-            self._producer.close()
+        # A transaction is open here only after a fatal error: give the batch back (bounded),
+        # a restart redoes it.
+        self._txn.close(in_transaction=self._in_transaction)
+        self._in_transaction = False
         self._log_progress("processor_stopped")
         self._observe.stopped()
 
     @property
     def _txn_producer(self) -> Producer:
-        assert self._producer is not None
-        return self._producer
+        return self._txn.producer
 
     @property
     def _group_consumer(self) -> Consumer:
@@ -308,18 +264,14 @@ class Processor:
             ]
             self._fault("before_send_offsets")
             group_metadata = self._group_consumer.consumer_group_metadata()
-            self._retrying(
+            self._txn.call(
                 "send_offsets_to_transaction",
-                lambda: bounded_call(
-                    "send_offsets_to_transaction",
-                    lambda: producer.send_offsets_to_transaction(
-                        positions, group_metadata, TXN_CALL_TIMEOUT_S
-                    ),
-                    TXN_CALL_TIMEOUT_S + STUCK_MARGIN_S,
+                lambda: producer.send_offsets_to_transaction(
+                    positions, group_metadata, TXN_CALL_TIMEOUT_S
                 ),
             )
             self._fault("before_commit")
-            self._retrying(
+            self._txn.call(
                 "commit_transaction", lambda: producer.commit_transaction(TXN_CALL_TIMEOUT_S)
             )
         except KafkaException as exc:
@@ -330,7 +282,7 @@ class Processor:
             # The producer is wedged inside librdkafka: leave it behind, start a new one.
             self._observe.aborted(done, str(exc))
             self._counts["aborts"] += 1
-            self._replace_producer(str(exc), abandon=True)
+            self._replace_producer(str(exc), wedged=True)
             self._in_transaction = False
             self._rewind()
             return
@@ -365,34 +317,6 @@ class Processor:
                     raise FatalProcessorError("producer queue stayed full") from None
                 self._txn_producer.poll(0.05)
 
-    def _retrying(self, what: str, call: Callable[[], Any]) -> None:
-        """``call()``, repeated while librdkafka reports a retriable error (bounded)."""
-        deadline = time.monotonic() + RETRY_BUDGET_S
-        delay = 0.05
-        while True:
-            try:
-                call()
-                return
-            except KafkaException as exc:
-                error = kafka_error(exc)
-                retriable = error is not None and error.retriable() and not error.fatal()
-                # A stop request ends the retries: the batch is aborted and redone later.
-                if not retriable or time.monotonic() + delay > deadline or self._stop.is_set():
-                    raise
-                log.warning("event=kafka_call_retry call=%s error=%s", what, error)
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-
-    def _new_producer(self) -> None:
-        """Create the transactional producer and fence (abort) anything its id left open."""
-        self._producer = Producer(
-            self._settings.producer_config(self._instance_id) | {"error_cb": self._on_error}
-        )
-        self._retrying(
-            "init_transactions",
-            lambda: self._txn_producer.init_transactions(TXN_CALL_TIMEOUT_S),
-        )
-
     def _recover(self, exc: KafkaException) -> None:
         """Give the failed batch back so it is redone; never skip a record.
 
@@ -411,49 +335,20 @@ class Processor:
         log.warning("event=transaction_aborting error=%s in_a_row=%d", error, self._aborts_in_a_row)
         reset = self._aborts_in_a_row >= ABORTS_BEFORE_RESET or not error.txn_requires_abort()
         if not reset:
-            # One bounded attempt: a producer whose abort times out is the wedged kind, and
+            # One bounded attempt: a producer whose abort fails is the wedged kind, and
             # replacing it is faster than waiting for it.
-            try:
-                producer = self._txn_producer
-                bounded_call(
-                    "abort_transaction",
-                    lambda: producer.abort_transaction(TXN_CALL_TIMEOUT_S),
-                    TXN_CALL_TIMEOUT_S + STUCK_MARGIN_S,
-                )
-            except (KafkaException, StuckCallError) as abort_exc:
-                log.warning("event=abort_failed error=%r", abort_exc)
-                reset = True
+            reset = not self._txn.abort()
         if reset:
             self._replace_producer(str(error))
         self._in_transaction = False
         self._rewind()
 
-    def _replace_producer(self, reason: str, *, abandon: bool = False) -> None:
-        """A new producer with the same transactional.id; the old one is closed or abandoned.
-
-        An abandoned producer still has a thread inside one of its calls, so it is neither
-        closed nor freed (that could crash); it is kept referenced and fenced by the new one.
-        """
-        log.warning("event=producer_replacing reason=%r abandon=%s", reason, abandon)
-        old, self._producer = self._producer, None
-        if old is not None and not abandon:
-            # Closing can hang on the same wedged coordinator connection: bounded, and a
-            # producer that does not close in time is abandoned too.
-            try:
-                bounded_call("close_producer", lambda: _purge_and_close(old), CLOSE_LIMIT_S)
-            except (KafkaException, RuntimeError) as exc:
-                log.warning("event=old_producer_close_failed error=%r", exc)
-            except StuckCallError:
-                abandon = True
-        if old is not None and abandon:
-            self._abandoned.append(old)
-            log.warning("event=producer_abandoned abandoned=%d", len(self._abandoned))
+    def _replace_producer(self, reason: str, *, wedged: bool = False) -> None:
         try:
-            self._new_producer()
+            self._txn.replace(reason, wedged=wedged)
         except KafkaException as exc:
             raise FatalProcessorError(f"replacing the producer failed: {exc}") from exc
         self._aborts_in_a_row = 0
-        log.info("event=producer_replaced")
 
     def _rewind(self) -> None:
         """Seek every assigned partition back to its committed offset.
