@@ -73,6 +73,8 @@ class Handled:
     command_type: str = ""  # "" when the record named no known command
     events: int = 0
     span: Span | None = None  # ended by the loop when the transaction commits or aborts
+    command_id: str = ""
+    pull_request_id: str = ""
 
 
 class UndecodableCommand(Exception):
@@ -210,6 +212,8 @@ class CommandHandler:
                 Outcome.DUPLICATE,
                 [records.result_record(reply_to, result, echo, traceparent)],
                 command_type,
+                command_id=command_id,
+                pull_request_id=pull_request_id,
             )
 
         try:
@@ -282,7 +286,14 @@ class CommandHandler:
                 )
             )
         out.append(records.result_record(reply_to, result, echo, traceparent))
-        return Handled(outcome, out, command_type, len(events))
+        return Handled(
+            outcome,
+            out,
+            command_type,
+            len(events),
+            command_id=command_id,
+            pull_request_id=pull_request_id,
+        )
 
     def dead_letter(
         self,
@@ -320,4 +331,4 @@ class CommandHandler:
             error,
         )
         command_type = command_type_name(envelope) if envelope is not None else ""
-        return Handled(outcome, out, command_type)
+        return Handled(outcome, out, command_type, command_id=command_id or "")

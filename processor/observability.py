@@ -15,6 +15,7 @@ response, no request of its own) minus the consumer's position.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -28,6 +29,9 @@ from processor.domain.commands import COMMAND_TYPES
 from processor.handler import Handled, Outcome
 from processor.settings import ProcessorSettings
 from processor.state_store import PartitionStates
+
+# Its own logger, so the per-command lines can be turned down without the rest.
+outcome_log = logging.getLogger("processor.outcomes")
 
 REFRESH_S = 1.0
 DEAD_LETTERED = (Outcome.DEAD_LETTER, Outcome.FAILED)  # each wrote one DLQ record
@@ -100,6 +104,18 @@ class ProcessorObservability:
             for one in handled:
                 if one.span is not None:
                     one.span.end()
+        if outcome_log.isEnabledFor(logging.INFO):
+            # One line per command outcome, once it is final (its transaction committed).
+            for one in handled:
+                outcome_log.info(
+                    "event=command_outcome command=%s outcome=%s command_id=%s"
+                    " pull_request_id=%s events=%d",
+                    one.command_type or "-",
+                    one.outcome.value,
+                    one.command_id or "-",
+                    one.pull_request_id or "-",
+                    one.events,
+                )
         metrics = self.metrics
         if metrics is None:
             return
