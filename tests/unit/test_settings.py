@@ -117,6 +117,7 @@ def test_client_config_layers_bootstrap_properties_and_overrides() -> None:
     )
     assert kafka.client_config(acks="all") == {
         "bootstrap.servers": "b:1",
+        "socket.nagle.disable": True,
         "acks": "all",
         "client.id": "from-props",
     }
