@@ -16,6 +16,9 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 # Tokens carry a marker so a token from elsewhere (or a typo) is refused, not misread.
 _TOKEN_MARKER = b"prgate.list.v1:"
+# Up to this many new ids are inserted one by one when a listing needs the order; more are
+# appended and the whole list re-sorted (timsort merges the two sorted runs in linear time).
+_INSERT_ONE_BY_ONE = 64
 
 
 def encode_page_token(last_id: str) -> str:
@@ -41,7 +44,11 @@ class PullRequestStore:
 
     def __init__(self) -> None:
         self._by_id: dict[str, PullRequest] = {}
+        # Sorted ids, plus new ids not merged in yet. Inserting each new id in order is a
+        # memmove of the whole list, quadratic over a catch-up: 1M random ids took minutes
+        # (prgate bench, restore). New ids wait here until a listing needs the order.
         self._ids: list[str] = []
+        self._unsorted: list[str] = []
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -53,15 +60,27 @@ class PullRequestStore:
         """Insert or replace (the caller decides whether the version is newer)."""
         key = entity.pull_request_id
         if key not in self._by_id:
-            bisect.insort(self._ids, key)
+            self._unsorted.append(key)
         self._by_id[key] = entity
+
+    def _sorted_ids(self) -> list[str]:
+        if self._unsorted:
+            if len(self._unsorted) <= _INSERT_ONE_BY_ONE:
+                for key in self._unsorted:
+                    bisect.insort(self._ids, key)
+            else:
+                self._ids.extend(self._unsorted)
+                self._ids.sort()  # timsort: sorts the new run, then merges two runs
+            self._unsorted.clear()
+        return self._ids
 
     def remove(self, pull_request_id: str) -> bool:
         """Drop an entity; True if it was there."""
         if self._by_id.pop(pull_request_id, None) is None:
             return False
-        index = bisect.bisect_left(self._ids, pull_request_id)
-        del self._ids[index]
+        ids = self._sorted_ids()
+        index = bisect.bisect_left(ids, pull_request_id)
+        del ids[index]
         return True
 
     def list(
@@ -80,12 +99,13 @@ class PullRequestStore:
         if page_size < 0:
             raise ValueError(f"page_size must not be negative, got {page_size}")
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        ids = self._sorted_ids()
         start = 0
         if page_token:
-            start = bisect.bisect_right(self._ids, decode_page_token(page_token))
+            start = bisect.bisect_right(ids, decode_page_token(page_token))
         page: list[PullRequest] = []
-        for index in range(start, len(self._ids)):
-            entity = self._by_id[self._ids[index]]
+        for index in range(start, len(ids)):
+            entity = self._by_id[ids[index]]
             if repository and entity.repository != repository:
                 continue
             if status and entity.status != status:

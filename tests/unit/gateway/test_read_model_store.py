@@ -119,3 +119,28 @@ def test_token_is_opaque_and_round_trips_unicode_ids() -> None:
 def test_malformed_tokens_are_value_errors(token: str) -> None:
     with pytest.raises(ValueError):
         filled().list(page_token=token)
+
+
+@pytest.mark.parametrize("batch", [1, 64, 65, 1000])
+def test_ids_added_in_bulk_between_listings_stay_in_order(batch: int) -> None:
+    # New ids are merged into the order only when a listing (or a removal) needs it: a few
+    # one by one, many with one sort. Both ways must give the same pages.
+    store = PullRequestStore()
+    expected: set[str] = set()
+    for round_ in range(3):
+        for i in range(batch):
+            pid = f"pr-{(i * 7919 + round_ * 104729) % 100_003:06d}"
+            store.put(pr(pid))
+            expected.add(pid)
+        removed = sorted(expected)[len(expected) // 2]
+        assert store.remove(removed)
+        expected.discard(removed)
+        listed: list[str] = []
+        token = ""
+        while True:
+            page, token = store.list(page_size=MAX_PAGE_SIZE, page_token=token)
+            listed += [p.pull_request_id for p in page]
+            if not token:
+                break
+        assert listed == sorted(expected)
+        assert len(store) == len(expected)
