@@ -24,7 +24,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,10 @@ import grpc
 from bench import machine, payloads, report
 from bench import restore as restore_bench
 from bench import watchers as watchers_bench
-from bench.loadgen import LoadPool, Step, Targets, step_summary
+from bench.loadgen import LoadPool
+from bench.plans import PLANS, Plan
+from bench.profile import Profiler
+from bench.steps import Step, Targets, step_summary
 from bench.system import (
     BASELINE_PREFIX,
     PLAIN_PREFIX,
@@ -53,79 +56,20 @@ SYSTEMS = ("prgate", "baseline_a", "baseline_a0", "baseline_b")
 KINDS = {"prgate": "mix", "baseline_a": "rr", "baseline_a0": "rr", "baseline_b": "mix"}
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Sizes of one profile."""
-
-    name: str
-    step_s: float
-    warmup_s: float
-    concurrency: tuple[int, ...]
-    rates: tuple[float, ...]
-    reject_concurrency: tuple[int, ...]
-    restore_n: int
-    watchers: int
-    watch_updates: int
-    workers: int = 2
-    warmup_per_system_s: float = 3.0
-    broker_warmup_s: float = 30.0
-    fixed_rate: float = 100.0
-    seed_prs: int = 50
-
-
-PLANS = {
-    "default": Plan(
-        "default",
-        step_s=8.0,
-        warmup_s=2.0,
-        concurrency=(1, 4, 16, 32, 64, 128, 256),
-        rates=(250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0),
-        reject_concurrency=(16, 64, 256),
-        restore_n=100_000,
-        watchers=1000,
-        watch_updates=20,
-    ),
-    "quick": Plan(
-        "quick",
-        step_s=2.5,
-        warmup_s=0.5,
-        concurrency=(1, 16, 64),
-        rates=(500.0, 1000.0, 2000.0),
-        reject_concurrency=(64,),
-        restore_n=20_000,
-        watchers=200,
-        watch_updates=8,
-        warmup_per_system_s=2.0,
-        broker_warmup_s=16.0,
-    ),
-    "smoke": Plan(
-        "smoke",
-        step_s=1.0,
-        warmup_s=0.2,
-        concurrency=(2,),
-        rates=(50.0,),
-        reject_concurrency=(2,),
-        restore_n=300,
-        watchers=4,
-        watch_updates=2,
-        workers=1,
-        warmup_per_system_s=0.5,
-        broker_warmup_s=1.0,
-        fixed_rate=20.0,
-        seed_prs=4,
-    ),
-}
-PLANS["long"] = replace(PLANS["default"], name="long", restore_n=1_000_000, watchers=10_000)
-
-
 class Runner:
     """Runs steps on the pool and records them, with the CPU each component used."""
 
-    def __init__(self, plan: Plan, system: BenchSystem, pool: LoadPool) -> None:
+    def __init__(self, plan: Plan, system: BenchSystem, pool: LoadPool, profiler: Profiler) -> None:
         self.plan = plan
         self.system = system
         self.pool = pool
+        self.profiler = profiler
         self.steps: list[dict[str, Any]] = []
+
+    def profile(self, name: str, seconds: float) -> None:
+        pids = self.system.pids()
+        wanted: dict[str, int] = {c: pids[c] for c in ("gateway", "processor") if c in pids}
+        self.profiler.start(name, wanted, seconds)
 
     def _pids(self) -> dict[str, list[int]]:
         pids = {name: [pid] for name, pid in self.system.pids().items()}
@@ -136,9 +80,11 @@ class Runner:
         self.system.check_alive()
         pids = self._pids()
         before = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
+        self.profile(step.name, step.duration_s)
         started = time.perf_counter()
         outcome = self.pool.run(step)
         wall = time.perf_counter() - started
+        self.profiler.finish()
         record = step_summary(step, outcome)
         record["cpu_cores"] = {
             name: round((sum(cpu_seconds(p) for p in ps) - before[name]) / wall, 3)
@@ -205,7 +151,9 @@ def run(
     out_dir: Path,
     env: dict[str, str],
     only: Sequence[str],
+    *,
     systems: Sequence[str] = SYSTEMS,
+    profile: str = "",
 ) -> dict[str, Any]:
     """The whole benchmark; returns the results document."""
     results: dict[str, Any] = {
@@ -239,7 +187,8 @@ def run(
             "kind": "multi-process Python grpc.aio (one event loop and channel per process)",
             "workers": plan.workers,
         }
-        runner = Runner(plan, system, pool)
+        profiler = Profiler(out_dir, profile)
+        runner = Runner(plan, system, pool, profiler)
         # The broker's JIT compiler alone takes most of a core for the first minute of load
         # (measured with top -H: "C2 CompilerThread"), so everything warms up before any step
         # is recorded: a closed loop through prgate and Baseline A, then every system briefly.
@@ -315,9 +264,11 @@ def run(
             single = watchers_bench.measure(
                 pool, system.gateway_target, system.kafka(), 1, plan.watch_updates
             )
+            runner.profile("watchers", plan.watch_updates * 0.2 + 10)
             results["watchers"] = watchers_bench.measure(
                 pool, system.gateway_target, system.kafka(), plan.watchers, plan.watch_updates
             )
+            profiler.finish()
             results["watchers"]["single"] = single
             print(f"  {results['watchers']}")
         if "restore" in only:
@@ -325,6 +276,8 @@ def run(
             results["restore"] = restore_bench.measure(system.kafka(RESTORE_PREFIX), plan.restore_n)
             print(f"  {results['restore']}")
         results["settings"] = report.effective_settings(system, env)
+        if profiler.summaries:
+            results["profiles"] = profiler.summaries
     finally:
         if pool is not None:
             pool.close()
@@ -350,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--systems",
         help=f"comma-separated systems to measure (default all: {','.join(SYSTEMS)})",
+    )
+    parser.add_argument(
+        "--profile",
+        default="",
+        metavar="TEXT",
+        help="py-spy the gateway and processor during steps whose name contains TEXT",
     )
     parser.add_argument(
         "--env",
@@ -379,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = args.out or ROOT / "bench" / "results" / f"{stamp}-{name}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = run(plan, out_dir, env, only, systems)
+    results = run(plan, out_dir, env, only, systems=systems, profile=args.profile)
     report.finish(results)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.json:
