@@ -25,8 +25,9 @@ import grpc
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from bench import payloads
-from bench.loadgen import LoadPool, Step
+from bench.loadgen import LoadPool
 from bench.stats import summarize
+from bench.steps import Step
 from prgate.kafka_settings import KafkaSettings
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1 import command_service_pb2_grpc as svc_grpc
