@@ -258,8 +258,12 @@ class Worker:
             for task in late:
                 task.cancel()
             for task in tasks:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    outcome.errors[type(task.exception()).__name__] += 1
+                if task.done() and not task.cancelled():
+                    exc = task.exception()
+                    if isinstance(exc, grpc.aio.AioRpcError):
+                        outcome.errors[f"{exc.code().name}: {exc.details()}"[:120]] += 1
+                    elif exc is not None:
+                        outcome.errors[type(exc).__name__] += 1
             if late:
                 outcome.errors["incomplete"] += len(late)
         for channel in channels:
