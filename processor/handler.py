@@ -112,7 +112,14 @@ def decode_command(message: Message) -> CommandEnvelope:
     if not pull_request_id:
         raise UndecodableCommand("CommandEnvelope names no pull_request_id", envelope)
     key = message.key()
-    if key is not None and key != pull_request_id.encode():
+    if key is None:
+        # Without a key the producer's partitioner chose the partition (round robin or random),
+        # so the state this command would be decided against is most likely not its pull
+        # request's; deciding it there could repeat a version or miss one.
+        raise UndecodableCommand(
+            f"record has no key; it must be the pull request id {pull_request_id!r}", envelope
+        )
+    if key != pull_request_id.encode():
         # The key chose the partition; state for this pull request lives in another one.
         raise UndecodableCommand(
             f"record key {key.decode('utf-8', errors='replace')!r} is not the pull request id "
