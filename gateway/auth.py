@@ -109,12 +109,24 @@ def authenticate(
 
 
 def authorize(principal: Principal, request: Any) -> None:
-    """PERMISSION_DENIED when a command's actor field names someone other than the caller."""
-    if principal.may_act_for_others or not isinstance(request, Message):
-        return
-    if "command" not in request.DESCRIPTOR.fields_by_name:
+    """PERMISSION_DENIED when a command's actor field names someone other than the caller,
+    or when a check result comes from a caller without the ``checks`` (or ``admin``) role.
+
+    A check result names no actor, and whoever may record one decides whether a pull request
+    can merge: it is the CI system's right, not any authenticated user's.
+    """
+    if not isinstance(request, Message) or "command" not in request.DESCRIPTOR.fields_by_name:
         return  # queries, WatchCommand: any authenticated caller
     command = getattr(request, "command")  # noqa: B009 - a protobuf field, not a constant
+    if command.DESCRIPTOR.name == "RecordCheckResult" and not principal.may_record_checks:
+        raise errors.error(
+            code_pb2.PERMISSION_DENIED,
+            f"recording check results needs one of the roles checks, admin; {principal.name!r}"
+            " has none of them",
+            errors.error_info("ROLE_REQUIRED", role="checks", principal=principal.name),
+        )
+    if principal.may_act_for_others:
+        return
     for name in ACTOR_FIELDS:
         if name not in command.DESCRIPTOR.fields_by_name:
             continue

@@ -40,11 +40,14 @@ log = logging.getLogger("prgate.gateway.auth")
 
 ROLE_ADMIN = "admin"
 ROLE_ACT_AS_ANY = "act-as-any"
+ROLE_CHECKS = "checks"
 ROLES: Mapping[str, str] = {
-    ROLE_ADMIN: "every right, including acting for other users",
+    ROLE_ADMIN: "every right, including acting for other users and recording check results",
     ROLE_ACT_AS_ANY: "may send commands whose actor fields name other users (bots, relays)",
+    ROLE_CHECKS: "may record check results (CI systems); nobody else may",
 }
 ACTING_FOR_OTHERS = frozenset({ROLE_ADMIN, ROLE_ACT_AS_ANY})
+RECORDING_CHECKS = frozenset({ROLE_ADMIN, ROLE_CHECKS})
 
 MIN_TOKEN_LENGTH = 16
 MAX_TOKEN_LENGTH = 4096
@@ -69,6 +72,10 @@ class Principal:
     @property
     def may_act_for_others(self) -> bool:
         return bool(self.roles & ACTING_FOR_OTHERS)
+
+    @property
+    def may_record_checks(self) -> bool:
+        return bool(self.roles & RECORDING_CHECKS)
 
 
 def token_digest(token: str) -> str:

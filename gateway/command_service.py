@@ -42,10 +42,11 @@ from gateway.idempotency import (
     IdempotencyTable,
     KeyUse,
     PendingCommands,
+    VersionTable,
     fingerprint,
 )
 from gateway.ports import CommandSender, PullRequestView, ResultSource
-from gateway.producer import KafkaUnavailable
+from gateway.producer import AckTimeout, KafkaUnavailable
 from gateway.reply_router import TooManyWaiting
 from gateway.settings import GatewaySettings
 from prgate.metrics import GatewayMetrics
@@ -98,6 +99,8 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
         self._policy = Policy(required_approvals=settings.required_approvals)
         self._pending = PendingCommands(ttl_s=max(60.0, settings.result_cache_ttl_s))
         self._accepted = IdempotencyTable(settings.idempotency_cache_size)
+        # Highest version each pull request's results have announced (bounded, newest kept).
+        self._announced = VersionTable(settings.idempotency_cache_size)
         self._caller_of = caller_of or (lambda context: "")
         self._clock = clock
         self._metrics = metrics
@@ -109,6 +112,8 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
         # Every result seen (from any gateway) updates the read model first, then releases
         # this gateway's read-your-writes wait on the pull request.
         self._view.apply_result(result)
+        if result.version > 0:
+            self._announced.raise_to(result.pull_request_id, result.version)
         self._pending.done(result.command_id)
 
     # -- the eight command RPCs -------------------------------------------------------------
@@ -230,12 +235,27 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
         violations = validate_fields(envelope, self._policy)
         if violations:
             raise errors.from_violations(violations, **ids)
+        known = self._results.lookup(command_id)
+        if known is not None:
+            # A retry of a command that already finished (through any gateway): its result,
+            # not a dry run against the state it produced.
+            return self._completed(known)
 
         remaining = budget_end - time.monotonic()
         settled = await self._pending.wait_idle(
             pull_request_id, min(remaining, self._settings.pending_wait_s)
         )
+        announced = self._announced.get(pull_request_id)
         state = self._view.get(pull_request_id)
+        if settled and announced and (state is None or state.version < announced):
+            # A result told of a version the read model has not got yet (results of one pull
+            # request can arrive out of order across partitions): wait for its snapshot.
+            settled = await self._view.wait_for_version(
+                pull_request_id,
+                announced,
+                max(0.0, min(budget_end - time.monotonic(), self._settings.pending_wait_s)),
+            )
+            state = self._view.get(pull_request_id)
         already = find_processed(state, command_id)
         if already is not None:
             # Handled before (e.g. a retry through another gateway): answer, produce nothing.
@@ -322,17 +342,25 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
                 timeout=timeout,
                 traceparent=span.traceparent if span is not None else None,
             )
+        except AckTimeout as exc:
+            if timeout >= self._settings.accept_timeout_s:
+                self._pending.done(command_id)
+                raise self._unavailable(envelope, exc) from exc
+            # The caller's deadline, not Kafka, cut the wait short: the record may still be
+            # delivered and processed, so the caller gets the command id to watch, and this
+            # gateway keeps waiting for its result before checking later commands.
+            raise errors.error(
+                code_pb2.DEADLINE_EXCEEDED,
+                f"command {command_id} was sent but not acknowledged before the call's deadline;"
+                " follow it with WatchCommand, or retry with the same idempotency key",
+                errors.error_info(
+                    "ACCEPT_NOT_CONFIRMED", command_id=command_id, pull_request_id=pull_request_id
+                ),
+            ) from exc
         except KafkaUnavailable as exc:
             # The key stays unaccepted, so a retry with the same key produces again.
             self._pending.done(command_id)
-            raise errors.error(
-                code_pb2.UNAVAILABLE,
-                f"Kafka did not acknowledge the command: {exc}",
-                errors.error_info(
-                    "KAFKA_UNAVAILABLE", command_id=command_id, pull_request_id=pull_request_id
-                ),
-                errors.retry_after(1.0),
-            ) from exc
+            raise self._unavailable(envelope, exc) from exc
         use = self._accepted.get(command_id)
         if use is not None:
             use.accepted = True
@@ -340,6 +368,21 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
             self._metrics.accept_seconds.labels(command_type_name(envelope)).observe(
                 time.perf_counter() - _started.get()
             )
+
+    @staticmethod
+    def _unavailable(
+        envelope: commands_pb2.CommandEnvelope, exc: KafkaUnavailable
+    ) -> errors.GatewayError:
+        return errors.error(
+            code_pb2.UNAVAILABLE,
+            f"Kafka did not acknowledge the command: {exc}",
+            errors.error_info(
+                "KAFKA_UNAVAILABLE",
+                command_id=envelope.command_id,
+                pull_request_id=envelope.pull_request_id,
+            ),
+            errors.retry_after(1.0),
+        )
 
     def _completed(self, result: results_pb2.CommandResult) -> svc.CommandReceipt:
         """The receipt of a finished command; a refusal becomes the matching error status."""

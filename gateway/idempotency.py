@@ -77,6 +77,25 @@ class IdempotencyTable:
         return len(self._uses)
 
 
+class VersionTable:
+    """Bounded LRU of pull request id -> the highest version a result announced for it."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._versions: OrderedDict[str, int] = OrderedDict()
+
+    def raise_to(self, pull_request_id: str, version: int) -> None:
+        if version > self._versions.get(pull_request_id, 0):
+            self._versions[pull_request_id] = version
+        if pull_request_id in self._versions:
+            self._versions.move_to_end(pull_request_id)
+        while len(self._versions) > self._capacity:
+            self._versions.popitem(last=False)
+
+    def get(self, pull_request_id: str) -> int:
+        return self._versions.get(pull_request_id, 0)
+
+
 class PendingCommands:
     """Commands this gateway accepted whose results have not arrived yet, by pull request.
 

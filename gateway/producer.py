@@ -41,6 +41,10 @@ class KafkaUnavailable(Exception):
     """Kafka could not take a record (or could not be reached); the message says what failed."""
 
 
+class AckTimeout(KafkaUnavailable):
+    """No acknowledgement within the caller's time: the record may still be delivered later."""
+
+
 class CommandProducer:
     """Produces command envelopes and awaits the broker's acknowledgement of each."""
 
@@ -145,7 +149,7 @@ class CommandProducer:
         try:
             await asyncio.wait_for(acked, timeout)
         except TimeoutError as exc:
-            raise KafkaUnavailable(
+            raise AckTimeout(
                 f"no acknowledgement from Kafka within {timeout:.3g}s for command "
                 f"{envelope.command_id} on {self._topic}"
             ) from exc

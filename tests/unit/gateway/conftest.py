@@ -73,9 +73,8 @@ class Harness:
 
 def make_harness(**overrides: Any) -> Harness:
     loop = LoopThread()
-    settings = replace(
-        GatewaySettings(), unknown_command_wait_s=0.3, pending_wait_s=1.0, **overrides
-    )
+    defaults: dict[str, Any] = {"unknown_command_wait_s": 0.3, "pending_wait_s": 1.0}
+    settings = replace(GatewaySettings(), **(defaults | overrides))
     view, results, processor = FakeView(), FakeResults(settings.max_waiting), FakeProcessor()
     sender = FakeSender(results, processor)
 

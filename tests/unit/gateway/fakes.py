@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from gateway.producer import KafkaUnavailable
+from gateway.producer import AckTimeout, KafkaUnavailable
 from gateway.reply_router import TooManyWaiting
 from prgate.v1 import commands_pb2, outcome_pb2, pull_request_pb2, results_pb2
 from processor.domain import Accepted, command_type_name, decide, find_processed, fold, remember
@@ -117,6 +117,7 @@ class FakeSender:
         self.processor = processor
         self.sent: list[commands_pb2.CommandEnvelope] = []
         self.unavailable = False
+        self.ack_times_out = False
 
     async def send(
         self,
@@ -128,6 +129,9 @@ class FakeSender:
     ) -> None:
         if self.unavailable:
             raise KafkaUnavailable("broker unreachable (fake)")
+        if self.ack_times_out:
+            self.sent.append(envelope)  # queued: it may still be delivered
+            raise AckTimeout(f"no acknowledgement within {timeout:.3g}s (fake)")
         self.sent.append(envelope)
         if self.processor is not None:
             result = self.processor.process(envelope)

@@ -132,16 +132,28 @@ def test_act_as_any_and_admin_may_act_for_others() -> None:
 
 
 def test_requests_without_actor_need_only_authentication() -> None:
-    check = svc.RecordCheckResultRequest(
-        command=commands_pb2.RecordCheckResult(pull_request_id=PR, check_name="ci")
-    )
     for request in (
-        check,
         svc.WatchCommandRequest(command_id="c1"),
         query_service_pb2.GetPullRequestRequest(pull_request_id=PR),
         query_service_pb2.ListPullRequestsRequest(),
     ):
         auth.authorize(ADA_P, request)
+
+
+def test_check_results_need_the_checks_or_admin_role() -> None:
+    """Whoever records check results decides what can merge: not any authenticated user."""
+    check = svc.RecordCheckResultRequest(
+        command=commands_pb2.RecordCheckResult(pull_request_id=PR, check_name="ci")
+    )
+    with pytest.raises(GatewayError) as denied:
+        auth.authorize(ADA_P, check)
+    assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED
+    info = details_of(denied.value.status)["ErrorInfo"]
+    assert info.reason == "ROLE_REQUIRED"  # type: ignore[attr-defined]
+    for roles in ({"checks"}, {"admin"}):
+        auth.authorize(Principal("ci-bot", frozenset(roles)), check)
+    with pytest.raises(GatewayError):
+        auth.authorize(Principal("relay", frozenset({"act-as-any"})), check)
 
 
 def test_caller_of_refuses_a_call_without_principal() -> None:

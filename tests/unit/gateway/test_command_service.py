@@ -315,3 +315,76 @@ def test_watch_command_after_completion_replays_states(harness: Harness) -> None
     states = [rpc.take_response().receipt.state, rpc.take_response().receipt.state]
     assert states == [outcome_pb2.COMMAND_STATE_ACCEPTED, outcome_pb2.COMMAND_STATE_SUCCEEDED]
     assert harness.ended(rpc).code == grpc.StatusCode.OK
+
+
+def test_retry_of_a_finished_command_gets_its_result_not_a_dry_run(harness: Harness) -> None:
+    """Another gateway merged with key K; the retry here must not be refused as NOT_OPEN."""
+    pull_request_id = open_pr(harness)
+    approve = svc.ApprovePullRequestRequest(
+        command=commands_pb2.ApprovePullRequest(pull_request_id=pull_request_id, reviewer="bob")
+    )
+    assert harness.call("ApprovePullRequest", approve).code == grpc.StatusCode.OK
+    merge = svc.MergePullRequestRequest(
+        command=commands_pb2.MergePullRequest(
+            pull_request_id=pull_request_id, merged_by_user="bob"
+        ),
+        options=svc.CommandOptions(
+            idempotency_key="merge-once", response_mode=svc.RESPONSE_MODE_COMPLETED
+        ),
+    )
+    # The merge happened through "another gateway": same command id, result on the topic.
+    from gateway.idempotency import command_id_for_key
+
+    envelope = commands_pb2.CommandEnvelope(
+        command_id=command_id_for_key("", "merge-once"), pull_request_id=pull_request_id
+    )
+    envelope.merge_pull_request.CopyFrom(merge.command)
+    harness.loop.call(lambda: harness.results.publish(harness.processor.process(envelope)))
+    sent_before = len(harness.sender.sent)
+    outcome = harness.call("MergePullRequest", merge)
+    assert outcome.code == grpc.StatusCode.OK, outcome.message
+    assert outcome.response.receipt.state == outcome_pb2.COMMAND_STATE_SUCCEEDED
+    assert outcome.response.receipt.command_id == envelope.command_id
+    assert len(harness.sender.sent) == sent_before
+
+
+def test_announced_version_ahead_of_the_read_model_skips_the_stale_dry_run() -> None:
+    """Results can arrive before the snapshots they announce; the gateway must not refuse
+    on the older state it still holds."""
+    h = make_harness(pending_wait_s=0.2)
+    try:
+        pull_request_id = open_pr(h)
+        # Elsewhere, bob approved (version 2); the processor knows, the read model does not,
+        # and the approval's result announced version 2 (its events are not foldable here).
+        approve = commands_pb2.CommandEnvelope(command_id="other", pull_request_id=pull_request_id)
+        approve.approve_pull_request.reviewer = "bob"
+        approve.approve_pull_request.pull_request_id = pull_request_id
+        result = h.processor.process(approve)
+        del result.events[:]
+        h.loop.call(lambda: h.results.publish(result))
+        view = h.view.get(pull_request_id)
+        assert view is not None and view.version == 1
+        merge = svc.MergePullRequestRequest(
+            command=commands_pb2.MergePullRequest(
+                pull_request_id=pull_request_id, merged_by_user="bob"
+            ),
+            options=COMPLETED,
+        )
+        outcome = h.call("MergePullRequest", merge)
+        assert outcome.code == grpc.StatusCode.OK, outcome.message
+        assert outcome.response.receipt.result.version == 4
+    finally:
+        h.loop.close()
+
+
+def test_deadline_before_the_ack_is_deadline_exceeded_with_the_command_id() -> None:
+    h = make_harness()
+    h.sender.ack_times_out = True
+    try:
+        outcome = h.call("OpenPullRequest", open_request(), timeout=0.5)
+        assert outcome.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        info = outcome.details["ErrorInfo"]
+        assert info.reason == "ACCEPT_NOT_CONFIRMED"
+        assert info.metadata["command_id"] == h.sender.sent[0].command_id
+    finally:
+        h.loop.close()
