@@ -237,6 +237,17 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
             raise errors.from_violations(violations, **ids)
         known = self._results.lookup(command_id)
         if known is not None:
+            if (known.pull_request_id, known.command_type) != (
+                pull_request_id,
+                command_type_name(envelope),
+            ):
+                # The key was used (on some gateway) for another command: never replay that
+                # command's result as this one's.
+                raise errors.error(
+                    code_pb2.ALREADY_EXISTS,
+                    "this idempotency key was already used for a different command",
+                    errors.error_info("IDEMPOTENCY_KEY_REUSED", **ids),
+                )
             # A retry of a command that already finished (through any gateway): its result,
             # not a dry run against the state it produced.
             return self._completed(known)

@@ -388,3 +388,21 @@ def test_deadline_before_the_ack_is_deadline_exceeded_with_the_command_id() -> N
         assert info.metadata["command_id"] == h.sender.sent[0].command_id
     finally:
         h.loop.close()
+
+
+def test_key_reused_for_another_command_elsewhere_is_already_exists(harness: Harness) -> None:
+    """The first use of the key went through another gateway: known only by its result."""
+    from gateway.idempotency import command_id_for_key
+
+    first = open_pr(harness)
+    other = commands_pb2.CommandEnvelope(
+        command_id=command_id_for_key("", "shared-key"), pull_request_id=first
+    )
+    other.approve_pull_request.pull_request_id = first
+    other.approve_pull_request.reviewer = "bob"
+    harness.loop.call(lambda: harness.results.publish(harness.processor.process(other)))
+    sent_before = len(harness.sender.sent)
+    outcome = harness.call("OpenPullRequest", open_request(idempotency_key="shared-key"))
+    assert outcome.code == grpc.StatusCode.ALREADY_EXISTS
+    assert outcome.details["ErrorInfo"].reason == "IDEMPOTENCY_KEY_REUSED"
+    assert len(harness.sender.sent) == sent_before
