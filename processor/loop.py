@@ -9,9 +9,9 @@ Error handling follows the librdkafka transactional API: a retriable error repea
 call; an error that requires an abort aborts, rewinds the consumer to the committed offsets and
 drops the batch's staged state (the in-memory store only holds committed state). A producer
 that cannot abort, keeps failing, or hangs inside a call is replaced by a new one with the same
-transactional.id (:mod:`processor.txn_producer`). A fenced producer or another fatal error
-ends the run with a non-zero exit code, and a restart resumes from the committed offsets. No
-record is ever skipped.
+transactional.id (:mod:`processor.txn_producer`), for as long as Kafka stays away. A fenced
+producer or another fatal error ends the run with a non-zero exit code, and a restart resumes
+from the committed offsets. No record is ever skipped.
 
 Rebalancing is cooperative-sticky: partitions that stay keep their in-memory state. On
 assignment, each new partition's pull requests are restored from the compacted topic before any
@@ -47,6 +47,7 @@ from processor.state_store import PartitionStates
 from processor.txn_producer import (
     RETRY_BUDGET_S,
     TXN_CALL_TIMEOUT_S,
+    StopRequested,
     StuckCallError,
     TransactionalProducer,
     kafka_error,
@@ -155,6 +156,11 @@ class Processor:
                 self._maybe_log_progress()
                 self._observe.tick(self._group_consumer, self._states)
             log.info("event=processor_stopping reason=stop_requested")
+            return EXIT_OK
+        except StopRequested as exc:
+            # Stopped while Kafka was away: nothing was committed past the committed offsets,
+            # the next start redoes the batch in hand.
+            log.info("event=processor_stopping reason=stop_requested during=%r", exc)
             return EXIT_OK
         except (FatalProcessorError, KafkaException) as exc:
             log.error("event=processor_failed instance_id=%s error=%r", self._instance_id, exc)

@@ -11,13 +11,20 @@ call, an abortable one aborts the transaction. Two things it does not cover are 
   new epoch, failing every following transaction.
 
 In both cases the producer is replaced by a new one with the same ``transactional.id``: its
-``init_transactions`` fences the old one and aborts whatever it left open. A wedged producer
+``init_transactions`` fences the old one and completes whatever it left open (aborts an open
+transaction, finishes one whose commit the coordinator already received). A wedged producer
 still has a thread inside one of its calls, so it is never closed or freed (that could crash
 the process); it is kept referenced and left behind.
+
+A replacement happens when Kafka misbehaves, often while it is down, so it does not give up
+after a budget: it tries again (each attempt bounded, a new producer after one that hung or
+failed for good) until Kafka answers, a fatal error (fenced) ends the run, or a stop request
+ends it with :class:`StopRequested`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -34,10 +41,16 @@ TXN_CALL_TIMEOUT_S = 10.0  # one transactional API call
 RETRY_BUDGET_S = 30.0  # all retries of one call together
 CLOSE_LIMIT_S = 5.0
 STUCK_MARGIN_S = 5.0  # beyond a call's own timeout, before the producer is declared stuck
+REPLACE_BACKOFF_S = 0.5  # first pause between attempts to initialise a replacement producer
+REPLACE_BACKOFF_MAX_S = 5.0
 
 
 class StuckCallError(Exception):
     """A transactional call did not return within its bound (it ignored its own timeout)."""
+
+
+class StopRequested(Exception):
+    """A stop request ended a wait that only Kafka coming back would end otherwise."""
 
 
 def kafka_error(exc: BaseException) -> KafkaError | None:
@@ -109,7 +122,11 @@ class TransactionalProducer:
         return self._producer
 
     def start(self) -> None:
-        """Create the producer and fence (abort) anything its transactional.id left open."""
+        """Create the producer and fence (abort) anything its transactional.id left open.
+
+        At start-up the retries are bounded: a processor that cannot reach Kafka at all exits
+        (code 1) instead of looking healthy.
+        """
         self._producer = Producer(self._config)
         producer = self._producer
         retrying(
@@ -144,22 +161,74 @@ class TransactionalProducer:
         """A new producer with the same transactional.id; the old one is closed or left behind.
 
         Closing can hang on the same broken coordinator connection, so it is bounded, and a
-        producer that does not close in time is left behind like a wedged one.
+        producer that does not close in time is left behind like a wedged one. The new one is
+        retried until Kafka answers (see the module docstring); raises :class:`StopRequested`
+        when stopped first (there is no producer then) and KafkaException on a fatal error.
         """
         log.warning("event=producer_replacing reason=%r wedged=%s", reason, wedged)
         old, self._producer = self._producer, None
-        if old is not None and not wedged:
+        if old is not None:
+            self._retire(old, wedged=wedged)
+        attempts = self._initialise_until_ready()
+        log.info("event=producer_replaced attempts=%d", attempts)
+
+    def _initialise_until_ready(self) -> int:
+        """Set a new, initialised producer; returns how many init attempts it took."""
+        delay = REPLACE_BACKOFF_S
+        attempt = 0
+        candidate: Producer | None = None
+        while True:
+            if self._stop.is_set():
+                if candidate is not None:
+                    self._retire(candidate, wedged=False)
+                raise StopRequested("stop requested while replacing the producer")
+            attempt += 1
+            if candidate is None:
+                candidate = Producer(self._config)
+            producer = candidate
             try:
-                bounded_call("close_producer", lambda: _purge_and_close(old), CLOSE_LIMIT_S)
+                bounded_call(
+                    "init_transactions",
+                    functools.partial(producer.init_transactions, TXN_CALL_TIMEOUT_S),
+                    TXN_CALL_TIMEOUT_S + STUCK_MARGIN_S,
+                )
+                self._producer = producer
+                return attempt
+            except StuckCallError as exc:
+                failure: BaseException = exc
+                self._retire(producer, wedged=True)
+                candidate = None
+            except KafkaException as exc:
+                error = kafka_error(exc)
+                if error is not None and error.fatal():
+                    self._retire(producer, wedged=False)
+                    raise
+                failure = exc
+                if error is None or not error.retriable():
+                    # Not documented as "call again": start over with a fresh producer.
+                    self._retire(producer, wedged=False)
+                    candidate = None
+            log.warning(
+                "event=producer_init_retry attempt=%d next_in_s=%.1f error=%r",
+                attempt,
+                delay,
+                failure,
+            )
+            self._stop.wait(delay)
+            delay = min(delay * 2, REPLACE_BACKOFF_MAX_S)
+
+    def _retire(self, producer: Producer, *, wedged: bool) -> None:
+        """Close ``producer`` (bounded), or leave it behind when it is wedged or will not close."""
+        if not wedged:
+            try:
+                bounded_call("close_producer", lambda: _purge_and_close(producer), CLOSE_LIMIT_S)
             except (KafkaException, RuntimeError) as exc:
                 log.warning("event=old_producer_close_failed error=%r", exc)
             except StuckCallError:
                 wedged = True
-        if old is not None and wedged:
-            self._abandoned.append(old)
+        if wedged:
+            self._abandoned.append(producer)
             log.warning("event=producer_abandoned abandoned=%d", len(self._abandoned))
-        self.start()
-        log.info("event=producer_replaced")
 
     def close(self, *, in_transaction: bool) -> None:
         """Abort a transaction left open (only after a fatal error), flush and close."""
