@@ -9,9 +9,11 @@ Error handling follows the librdkafka transactional API: a retriable error repea
 call; an error that requires an abort aborts, rewinds the consumer to the committed offsets and
 drops the batch's staged state (the in-memory store only holds committed state). A producer
 that cannot abort, keeps failing, or hangs inside a call is replaced by a new one with the same
-transactional.id (:mod:`processor.txn_producer`), for as long as Kafka stays away. A fenced
-producer or another fatal error ends the run with a non-zero exit code, and a restart resumes
-from the committed offsets. No record is ever skipped.
+transactional.id (:mod:`processor.txn_producer`), for as long as Kafka stays away. When the
+commit itself failed, its outcome is unknown until the committed offsets say whether the batch
+committed after all (:mod:`processor.recovery`); only then is the staged state applied or
+dropped. A fenced producer or another fatal error ends the run with a non-zero exit code, and a
+restart resumes from the committed offsets. No record is ever skipped.
 
 Rebalancing is cooperative-sticky: partitions that stay keep their in-memory state. On
 assignment, each new partition's pull requests are restored from the compacted topic before any
@@ -25,10 +27,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -40,10 +42,11 @@ from confluent_kafka import (
 from processor.handler import CommandHandler, Handled, Outcome
 from processor.observability import ProcessorObservability
 from processor.records import Outgoing
+from processor.recovery import RewindStopped, Verdict, batch_verdict, rewind
 from processor.reply_topics import METADATA_TIMEOUT_S, ReplyTopics
 from processor.restore import RestoreError, restore_partitions
 from processor.settings import ProcessorSettings
-from processor.state_store import PartitionStates
+from processor.state_store import PartitionStates, StagedChanges
 from processor.txn_producer import (
     RETRY_BUDGET_S,
     TXN_CALL_TIMEOUT_S,
@@ -66,6 +69,17 @@ PROGRESS_EVERY_S = 10.0
 
 class FatalProcessorError(Exception):
     """The processor cannot go on; the run ends with a non-zero exit code."""
+
+
+@dataclass
+class Batch:
+    """One transaction's work: staged state, end offset per partition, what each command did."""
+
+    staged: StagedChanges
+    records: int
+    started: float = field(default_factory=time.monotonic)
+    offsets: dict[int, int] = field(default_factory=dict)
+    done: list[Handled] = field(default_factory=list)
 
 
 class Processor:
@@ -157,7 +171,7 @@ class Processor:
                 self._observe.tick(self._group_consumer, self._states)
             log.info("event=processor_stopping reason=stop_requested")
             return EXIT_OK
-        except StopRequested as exc:
+        except (StopRequested, RewindStopped) as exc:
             # Stopped while Kafka was away: nothing was committed past the committed offsets,
             # the next start redoes the batch in hand.
             log.info("event=processor_stopping reason=stop_requested during=%r", exc)
@@ -228,9 +242,9 @@ class Processor:
             )
         return batch
 
-    def _process(self, batch: list[Message]) -> None:
+    def _process(self, messages: list[Message]) -> None:
         mine: list[Message] = []
-        for message in batch:
+        for message in messages:
             error = message.error()
             if error is not None:
                 if error.fatal():
@@ -248,25 +262,21 @@ class Processor:
                 )
         if not mine:
             return
-        started = time.monotonic()
         producer = self._txn_producer
-        staged = self._states.begin()
-        offsets: dict[int, int] = {}
-        outcomes: list[Outcome] = []
-        done: list[Handled] = []
+        batch = Batch(self._states.begin(), len(mine))
+        committing = False  # from the commit on, a failure leaves the outcome unknown
         try:
             producer.begin_transaction()
             self._in_transaction = True
             for message in mine:
-                handled = self._handler.handle(message, staged)
+                handled = self._handler.handle(message, batch.staged)
                 for record in handled.outgoing:
                     self._produce(record)
-                offsets[message.partition() or 0] = (message.offset() or 0) + 1
-                outcomes.append(handled.outcome)
-                done.append(handled)
+                batch.offsets[message.partition() or 0] = (message.offset() or 0) + 1
+                batch.done.append(handled)
             positions = [
                 TopicPartition(self._topics.commands, partition, offset)
-                for partition, offset in offsets.items()
+                for partition, offset in batch.offsets.items()
             ]
             self._fault("before_send_offsets")
             group_metadata = self._group_consumer.consumer_group_metadata()
@@ -276,38 +286,73 @@ class Processor:
                     positions, group_metadata, TXN_CALL_TIMEOUT_S
                 ),
             )
+            committing = True
             self._fault("before_commit")
             self._txn.call(
                 "commit_transaction", lambda: producer.commit_transaction(TXN_CALL_TIMEOUT_S)
             )
         except KafkaException as exc:
-            self._observe.aborted(done, str(exc))
-            self._recover(exc)
+            self._settle(batch, str(exc), self._recover(exc), committing)
             return
         except StuckCallError as exc:
             # The producer is wedged inside librdkafka: leave it behind, start a new one.
-            self._observe.aborted(done, str(exc))
-            self._counts["aborts"] += 1
             self._replace_producer(str(exc), wedged=True)
             self._in_transaction = False
-            self._rewind()
+            self._settle(batch, str(exc), rewind(self._group_consumer, self._stop), committing)
             return
         self._in_transaction = False
         self._aborts_in_a_row = 0
-        state_changes = len(staged)
-        staged.apply()
-        self._observe.committed(done, started)
+        self._committed(batch)
+
+    def _committed(self, batch: Batch) -> None:
+        state_changes = len(batch.staged)
+        batch.staged.apply()
+        self._observe.committed(batch.done, batch.started)
         self._counts["batches"] += 1
-        for outcome in outcomes:
-            self._counts[outcome.value] += 1
+        for handled in batch.done:
+            self._counts[handled.outcome.value] += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "event=batch_committed records=%d partitions=%s state_changes=%d ms=%.1f",
-                len(mine),
-                ",".join(str(p) for p in sorted(offsets)),
+                batch.records,
+                ",".join(str(p) for p in sorted(batch.offsets)),
                 state_changes,
-                (time.monotonic() - started) * 1000,
+                (time.monotonic() - batch.started) * 1000,
             )
+
+    def _settle(
+        self, batch: Batch, error: str, committed: dict[int, int], committing: bool
+    ) -> None:
+        """After a failed transaction (resolved, the consumer rewound to ``committed``): keep
+        the batch's state if it committed after all, else drop it; never guess."""
+        verdict, unsure = Verdict.ABORTED, list[int]()
+        if committing:
+            verdict, unsure = batch_verdict(batch.offsets, committed)
+        rewound = ",".join(f"{p}@{o}" for p, o in sorted(committed.items()))
+        if verdict is Verdict.COMMITTED:
+            log.warning("event=transaction_committed_despite_error error=%r at=%s", error, rewound)
+            self._committed(batch)
+            return
+        self._counts["aborts"] += 1
+        self._observe.aborted(batch.done, error)
+        log.info("event=transaction_aborted rewound=%s", rewound)
+        if verdict is Verdict.MIXED:
+            # One transaction commits whole; if the offsets disagree, believe Kafka's snapshots.
+            log.error("event=commit_outcome_mixed batch=%s committed=%s", batch.offsets, rewound)
+            self._restore(unsure)
+
+    def _restore(self, partitions: list[int]) -> None:
+        assert self._restorer is not None
+        timeout_s = self._settings.restore_timeout_ms / 1000
+        try:
+            restored = restore_partitions(
+                self._restorer, self._topics.pull_requests, partitions, timeout_s
+            )
+        except (KafkaException, RestoreError) as exc:
+            raise FatalProcessorError(f"restoring partitions {partitions} failed: {exc}") from exc
+        for partition, states in restored.items():
+            if self._states.owns(partition):
+                self._states.put_partition(partition, states)
 
     def _produce(self, record: Outgoing) -> None:
         deadline = time.monotonic() + RETRY_BUDGET_S
@@ -323,8 +368,8 @@ class Processor:
                     raise FatalProcessorError("producer queue stayed full") from None
                 self._txn_producer.poll(0.05)
 
-    def _recover(self, exc: KafkaException) -> None:
-        """Give the failed batch back so it is redone; never skip a record.
+    def _recover(self, exc: KafkaException) -> dict[int, int]:
+        """Resolve the failed transaction and rewind; returns the committed offsets.
 
         An abortable error aborts and rewinds. When aborting fails, or the same producer keeps
         failing (for example after a broker outage outlived the transaction, where librdkafka
@@ -336,7 +381,6 @@ class Processor:
         error = kafka_error(exc)
         if error is None or error.fatal() or self._fatal is not None:
             raise FatalProcessorError(f"transaction failed: {exc}") from exc
-        self._counts["aborts"] += 1
         self._aborts_in_a_row += 1
         log.warning("event=transaction_aborting error=%s in_a_row=%d", error, self._aborts_in_a_row)
         reset = self._aborts_in_a_row >= ABORTS_BEFORE_RESET or not error.txn_requires_abort()
@@ -347,7 +391,7 @@ class Processor:
         if reset:
             self._replace_producer(str(error))
         self._in_transaction = False
-        self._rewind()
+        return rewind(self._group_consumer, self._stop)
 
     def _replace_producer(self, reason: str, *, wedged: bool = False) -> None:
         try:
@@ -355,38 +399,6 @@ class Processor:
         except KafkaException as exc:
             raise FatalProcessorError(f"replacing the producer failed: {exc}") from exc
         self._aborts_in_a_row = 0
-
-    def _rewind(self) -> None:
-        """Seek every assigned partition back to its committed offset.
-
-        Without the rewind the aborted records would be skipped, so this retries (each try
-        bounded) for as long as it takes, e.g. while the broker is down; a stop request ends
-        it, and the next start resumes from the committed offsets anyway.
-        """
-        consumer = self._group_consumer
-        assignment = consumer.assignment()
-        if not assignment:
-            return
-        while True:
-            try:
-                committed = consumer.committed(assignment, timeout=TXN_CALL_TIMEOUT_S)
-                for tp in committed:
-                    if tp.error is not None:
-                        raise KafkaException(tp.error)
-                    offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-                    consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-                break
-            except KafkaException as exc:
-                if self._stop.is_set():
-                    raise FatalProcessorError(
-                        f"stopped before the rewind succeeded: {exc}"
-                    ) from exc
-                log.warning("event=rewind_retry error=%r", exc)
-                time.sleep(1.0)
-        log.info(
-            "event=transaction_aborted rewound=%s",
-            ",".join(f"{tp.partition}@{tp.offset}" for tp in committed),
-        )
 
     # -- rebalancing -------------------------------------------------------------------------
 
