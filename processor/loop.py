@@ -39,8 +39,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from processor.handler import CommandHandler, Handled, Outcome
+from processor.handler import CommandHandler, Handled
 from processor.observability import ProcessorObservability
+from processor.progress import Progress
 from processor.records import Outgoing
 from processor.recovery import RewindStopped, Verdict, batch_verdict, rewind
 from processor.reply_topics import METADATA_TIMEOUT_S, ReplyTopics
@@ -55,6 +56,7 @@ from processor.txn_producer import (
     TransactionalProducer,
     kafka_error,
 )
+from processor.watchdog import ConsumerWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,6 @@ EXIT_FATAL = 1
 IDLE_POLL_S = 0.1  # bounds how long a stop request waits for the loop
 # After this many aborts in a row the transactional producer is replaced (see _recover).
 ABORTS_BEFORE_RESET = 2
-PROGRESS_EVERY_S = 10.0
 
 
 class FatalProcessorError(Exception):
@@ -108,21 +109,17 @@ class Processor:
         self._handler = CommandHandler(
             self._topics,
             settings.policy(),
-            reply_topic=ReplyTopics(
-                self._topics,
-                self._list_topics,
-            ),
+            reply_topic=ReplyTopics(self._topics, self._list_topics),
             tracing=self._observe.tracing,
         )
         self._fatal: str | None = None
         self._in_transaction = False
-        self._counts: dict[str, int] = {o.value: 0 for o in Outcome}
-        self._counts.update(batches=0, aborts=0)
-        self._last_progress = time.monotonic()
-        self._logged_counts = dict(self._counts)
+        self._progress = Progress(self._states)
+        self._counts = self._progress.counts
         self._consumer: Consumer | None = None
         self._restorer: Consumer | None = None
         self._aborts_in_a_row = 0
+        self._watchdog = ConsumerWatchdog()
         self._txn = TransactionalProducer(
             settings, self._instance_id, on_error=self._on_error, stop=self._stop
         )
@@ -150,24 +147,19 @@ class Processor:
             self._restorer = Consumer(settings.restore_config())
             # Connect and learn the partition leaders now, not inside the first assignment.
             self._restorer.list_topics(self._topics.pull_requests, METADATA_TIMEOUT_S)
-            self._consumer = Consumer(
-                settings.consumer_config(self._instance_id) | {"error_cb": self._on_error}
-            )
-            self._consumer.subscribe(
-                [self._topics.commands],
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
+            self._consumer = self._new_consumer()
             log.info("event=processor_started instance_id=%s", self._instance_id)
             self._observe.start()
             while not self._stop.is_set():
                 batch = self._next_batch()
                 self._check_fatal()
                 if batch:
+                    self._watchdog.delivered()
                     self._process(batch)
+                elif (wedged := self._watchdog.idle(self._group_consumer)) is not None:
+                    self._replace_consumer(wedged)
                 self._txn.producer.poll(0)
-                self._maybe_log_progress()
+                self._progress.maybe_log()
                 self._observe.tick(self._group_consumer, self._states)
             log.info("event=processor_stopping reason=stop_requested")
             return EXIT_OK
@@ -185,6 +177,32 @@ class Processor:
         finally:
             self._close()
 
+    def _new_consumer(self) -> Consumer:
+        consumer = Consumer(
+            self._settings.consumer_config(self._instance_id) | {"error_cb": self._on_error}
+        )
+        consumer.subscribe(
+            [self._topics.commands],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        return consumer
+
+    def _replace_consumer(self, reason: str) -> None:
+        """A new group consumer for one that stopped delivering (:mod:`processor.watchdog`).
+
+        Between batches nothing is staged, so the partitions are simply given up and restored
+        again on the new consumer's assignment; callbacks of the old one are ignored.
+        """
+        log.warning("event=consumer_replacing reason=%r", reason)
+        old, self._consumer = self._consumer, None
+        self._states.drop(self._states.partitions())
+        if old is not None:
+            self._watchdog.retire(old)
+        self._consumer = self._new_consumer()
+        log.info("event=consumer_replaced")
+
     def _close(self) -> None:
         if self._consumer is not None:
             try:
@@ -200,7 +218,7 @@ class Processor:
         # a restart redoes it.
         self._txn.close(in_transaction=self._in_transaction)
         self._in_transaction = False
-        self._log_progress("processor_stopped")
+        self._progress.log("processor_stopped")
         self._observe.stopped()
 
     @property
@@ -339,20 +357,18 @@ class Processor:
         if verdict is Verdict.MIXED:
             # One transaction commits whole; if the offsets disagree, believe Kafka's snapshots.
             log.error("event=commit_outcome_mixed batch=%s committed=%s", batch.offsets, rewound)
-            self._restore(unsure)
+            try:
+                self._restore(unsure, self._settings.restore_timeout_ms / 1000)
+            except (KafkaException, RestoreError) as exc:
+                raise FatalProcessorError(f"restoring partitions {unsure} failed: {exc}") from exc
 
-    def _restore(self, partitions: list[int]) -> None:
+    def _restore(self, partitions: list[int], timeout_s: float) -> None:
+        """Install the compacted topic's pull requests of ``partitions``."""
         assert self._restorer is not None
-        timeout_s = self._settings.restore_timeout_ms / 1000
-        try:
-            restored = restore_partitions(
-                self._restorer, self._topics.pull_requests, partitions, timeout_s
-            )
-        except (KafkaException, RestoreError) as exc:
-            raise FatalProcessorError(f"restoring partitions {partitions} failed: {exc}") from exc
+        topic = self._topics.pull_requests
+        restored = restore_partitions(self._restorer, topic, partitions, timeout_s)
         for partition, states in restored.items():
-            if self._states.owns(partition):
-                self._states.put_partition(partition, states)
+            self._states.put_partition(partition, states)
 
     def _produce(self, record: Outgoing) -> None:
         deadline = time.monotonic() + RETRY_BUDGET_S
@@ -403,7 +419,7 @@ class Processor:
     # -- rebalancing -------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if not partitions or self._fatal is not None:
+        if not partitions or self._fatal is not None or consumer is not self._consumer:
             return
         numbers = sorted(tp.partition for tp in partitions)
         log.info("event=partitions_assigned partitions=%s", ",".join(map(str, numbers)))
@@ -413,49 +429,23 @@ class Processor:
             # Under read_committed this waits until a predecessor's pending transactional
             # offsets are resolved: only then do the snapshots we read match those offsets.
             self._observe.assigned(consumer.committed(partitions, timeout=timeout_s))
-            assert self._restorer is not None
-            restored = restore_partitions(
-                self._restorer,
-                self._topics.pull_requests,
-                numbers,
-                max(1.0, deadline - time.monotonic()),
-            )
+            self._restore(numbers, max(1.0, deadline - time.monotonic()))
         except (KafkaException, RestoreError) as exc:
             # Raising here would leave librdkafka's assignment half-done; stop the loop instead.
             self._fatal = f"restoring partitions {numbers} failed: {exc}"
             log.error("event=restore_failed partitions=%s error=%s", numbers, exc)
-            return
-        for partition, states in restored.items():
-            self._states.put_partition(partition, states)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a replaced consumer closing
         numbers = sorted(tp.partition for tp in partitions)
         self._states.drop(numbers)
         if numbers:
             log.info("event=partitions_revoked partitions=%s", ",".join(map(str, numbers)))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
         numbers = sorted(tp.partition for tp in partitions)
         self._states.drop(numbers)
         log.warning("event=partitions_lost partitions=%s", ",".join(map(str, numbers)))
-
-    # -- logs --------------------------------------------------------------------------------
-
-    def _maybe_log_progress(self) -> None:
-        if (
-            time.monotonic() - self._last_progress >= PROGRESS_EVERY_S
-            and self._counts != self._logged_counts
-        ):
-            self._log_progress("progress")
-
-    def _log_progress(self, event: str) -> None:
-        self._last_progress = time.monotonic()
-        self._logged_counts = dict(self._counts)
-        counts = " ".join(f"{k}={v}" for k, v in self._counts.items())
-        log.info(
-            "event=%s %s partitions=%s pull_requests=%d",
-            event,
-            counts,
-            ",".join(map(str, self._states.partitions())) or "-",
-            self._states.count(),
-        )

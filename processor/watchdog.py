@@ -1,0 +1,123 @@
+"""Notice a group consumer that stops delivering records although its partitions have some.
+
+After a broker restart, librdkafka's consumer has been seen (CI, rarely) to sit idle inside
+``consume()`` for good: partitions assigned, commands piling up behind them, nothing fetched,
+no error. The loop cannot tell that from a quiet topic by itself, so while ``consume()``
+returns nothing the watchdog asks the brokers (at most every ``check_every_s``, each query
+bounded) whether an assigned partition has records beyond the consumer's position (or its
+committed offset, before the first record). When that stays so, with nothing delivered, for
+``stall_s``, the consumer is declared wedged and the loop replaces it with a new one
+(:meth:`processor.loop.Processor`), which rejoins the group and restores its partitions from
+the compacted topic as on any assignment. No transaction is open at that point, so no state
+or offset is lost; the worst a false alarm costs is a rebalance and a restore, and repeated
+alarms back off (``stall_s`` doubles up to ``MAX_STALL_S`` until records flow again).
+
+A query that fails (Kafka unreachable) proves nothing and restarts the stall clock: an outage
+is not a wedged consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from processor.txn_producer import StuckCallError, bounded_call
+
+log = logging.getLogger("processor.loop")
+
+STALL_S = 20.0
+MAX_STALL_S = 300.0
+CHECK_EVERY_S = 5.0
+QUERY_TIMEOUT_S = 2.0
+CLOSE_LIMIT_S = 10.0
+
+
+def lagging_partitions(consumer: Consumer, timeout_s: float) -> dict[int, tuple[int, int]] | None:
+    """``{partition: (next offset to read, high watermark)}`` of the assigned partitions that
+    have records to read; ``None`` when the brokers could not tell (each query bounded)."""
+    assignment: list[TopicPartition] = consumer.assignment()
+    if not assignment:
+        return {}
+    try:
+        positions = consumer.position(assignment)
+        unstarted = [tp for tp in positions if tp.offset < 0]
+        committed = {
+            tp.partition: tp.offset
+            for tp in (consumer.committed(unstarted, timeout=timeout_s) if unstarted else [])
+        }
+        lagging: dict[int, tuple[int, int]] = {}
+        for tp in positions:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+            start = tp.offset if tp.offset >= 0 else committed.get(tp.partition, -1)
+            if start < 0:
+                start = low  # auto.offset.reset=earliest
+            if start < high:
+                lagging[tp.partition] = (start, high)
+    except (KafkaException, RuntimeError, TypeError) as exc:
+        log.debug("event=watermark_query_failed error=%r", exc)
+        return None
+    return lagging
+
+
+class ConsumerWatchdog:
+    """Tells the loop when its consumer looks wedged (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        stall_s: float = STALL_S,
+        check_every_s: float = CHECK_EVERY_S,
+        query_timeout_s: float = QUERY_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic,
+        lagging: Callable[[Consumer, float], dict[int, tuple[int, int]] | None] = (
+            lagging_partitions
+        ),
+    ) -> None:
+        self._base_stall_s = stall_s
+        self._stall_s = stall_s
+        self._check_every_s = check_every_s
+        self._query_timeout_s = query_timeout_s
+        self._clock = clock
+        self._lagging = lagging
+        self._last_check = clock()
+        self._stuck_since: float | None = None
+        self._abandoned: list[Consumer] = []
+
+    def delivered(self) -> None:
+        """``consume()`` returned records: the consumer works."""
+        self._stuck_since = None
+        self._stall_s = self._base_stall_s
+
+    def idle(self, consumer: Consumer) -> str | None:
+        """``consume()`` returned nothing. Returns why the consumer is wedged, or None."""
+        now = self._clock()
+        if now - self._last_check < self._check_every_s:
+            return None
+        self._last_check = now
+        lagging = self._lagging(consumer, self._query_timeout_s)
+        if not lagging:  # caught up, nothing assigned, or unknown
+            self._stuck_since = None
+            return None
+        if self._stuck_since is None:
+            self._stuck_since = now
+            return None
+        stuck_s = now - self._stuck_since
+        if stuck_s < self._stall_s:
+            return None
+        self._stuck_since = None
+        self._stall_s = min(self._stall_s * 2, MAX_STALL_S)
+        behind = ",".join(f"{p}@{start}<{high}" for p, (start, high) in sorted(lagging.items()))
+        return f"nothing consumed for {stuck_s:.0f}s with records waiting: {behind}"
+
+    def retire(self, consumer: Consumer) -> None:
+        """Close a replaced consumer (bounded); one that does not close is left behind."""
+        try:
+            bounded_call("close_consumer", consumer.close, CLOSE_LIMIT_S)
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("event=old_consumer_close_failed error=%r", exc)
+        except StuckCallError:
+            self._abandoned.append(consumer)
+            log.error("event=consumer_abandoned abandoned=%d", len(self._abandoned))

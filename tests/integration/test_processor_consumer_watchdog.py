@@ -1,0 +1,65 @@
+"""When the watchdog declares the group consumer wedged, the processor replaces it: the new
+consumer rejoins, restores its partitions and goes on where the old one stopped."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer
+from integration.processor_helpers import (
+    events_of,
+    open_pr,
+    processor_settings,
+    retitle,
+    send_all,
+    tail,
+    wait_results,
+)
+from integration.processor_runners import ThreadedProcessor
+
+from prgate.kafka_settings import KafkaSettings
+from prgate.v1.outcome_pb2 import COMMAND_STATE_SUCCEEDED
+from processor.contract import Topics
+from processor.watchdog import ConsumerWatchdog
+
+
+class AlarmOnce(ConsumerWatchdog):
+    """Declares the consumer wedged once, when armed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.fired = False
+
+    def idle(self, consumer: Consumer) -> str | None:
+        if self.armed and not self.fired:
+            self.fired = True
+            return "forced by the test"
+        return None
+
+
+def test_a_replaced_consumer_resumes_with_restored_state(
+    kafka_settings: KafkaSettings, ensured_topics: Topics
+) -> None:
+    opened = open_pr("pr-w1")
+    renamed = retitle("pr-w1", "After the new consumer")
+    runner = ThreadedProcessor(processor_settings(kafka_settings))
+    alarm = AlarmOnce()
+    runner.processor._watchdog = alarm
+    with runner as p:
+        send_all(kafka_settings, [opened])
+        wait_results(kafka_settings, {opened.command_id}, timeout=30)
+        first = p.processor._consumer
+        alarm.armed = True
+        deadline = time.monotonic() + 30
+        while p.processor._consumer is first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert alarm.fired and p.processor._consumer is not first
+        send_all(kafka_settings, [renamed])
+        results = wait_results(kafka_settings, {opened.command_id, renamed.command_id}, 60)
+    assert p.exit_code == 0
+    assert len(results) == 2, results
+    second = next(r for r in results if r.command_id == renamed.command_id)
+    assert second.state == COMMAND_STATE_SUCCEEDED and second.version == 2, second
+    with tail(kafka_settings, ensured_topics.events) as t:
+        assert [e.version for e in events_of(t.drain())] == [1, 2]
