@@ -111,7 +111,9 @@ class TransactionalProducer:
         on_error: Callable[[KafkaError], None],
         stop: threading.Event,
     ) -> None:
-        self._config = settings.producer_config(instance_id) | {"error_cb": on_error}
+        self._config = settings.producer_config(instance_id)
+        self._on_error = on_error
+        self._generation = 0  # of the newest producer; errors of older ones are not ours
         self._stop = stop
         self._producer: Producer | None = None
         self._abandoned: list[Producer] = []
@@ -127,13 +129,27 @@ class TransactionalProducer:
         At start-up the retries are bounded: a processor that cannot reach Kafka at all exits
         (code 1) instead of looking healthy.
         """
-        self._producer = Producer(self._config)
+        self._producer = self._new_producer()
         producer = self._producer
         retrying(
             "init_transactions",
             lambda: producer.init_transactions(TXN_CALL_TIMEOUT_S),
             self._stop,
         )
+
+    def _new_producer(self) -> Producer:
+        """A producer whose errors reach ``on_error`` only while it is the newest one: a
+        replaced producer that wakes up fenced must not end the run with its fatal error."""
+        self._generation += 1
+        generation = self._generation
+
+        def error_cb(error: KafkaError) -> None:
+            if generation == self._generation:
+                self._on_error(error)
+            else:
+                log.warning("event=replaced_producer_error error=%s", error)
+
+        return Producer(self._config | {"error_cb": error_cb})
 
     def call(self, what: str, call: Callable[[], Any]) -> None:
         """A transactional call that may hang: retried while retriable, each try bounded."""
@@ -184,7 +200,7 @@ class TransactionalProducer:
                 raise StopRequested("stop requested while replacing the producer")
             attempt += 1
             if candidate is None:
-                candidate = Producer(self._config)
+                candidate = self._new_producer()
             producer = candidate
             try:
                 bounded_call(

@@ -117,3 +117,27 @@ def test_a_fenced_replacement_is_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
     txn = owner(monkeypatch, [FakeProducer([]), FakeProducer([fenced])])
     with pytest.raises(KafkaException):
         txn.replace("commit failed")
+
+
+def test_a_fatal_error_of_a_replaced_producer_does_not_reach_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configs: list[dict[str, Any]] = []
+    made = iter([FakeProducer([]), FakeProducer([])])
+
+    def factory(config: dict[str, Any]) -> FakeProducer:
+        configs.append(config)
+        return next(made)
+
+    monkeypatch.setattr(txn_producer, "Producer", factory)
+    seen: list[KafkaError] = []
+    txn = TransactionalProducer(
+        ProcessorSettings(), "p0", on_error=seen.append, stop=threading.Event()
+    )
+    txn.start()
+    txn.replace("wedged", wedged=True)
+    fenced = KafkaError(KafkaError._FENCED, "fenced by its successor", fatal=True)
+    configs[0]["error_cb"](fenced)  # the abandoned one wakes up fenced
+    assert seen == []
+    configs[1]["error_cb"](fenced)
+    assert seen == [fenced]
