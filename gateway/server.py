@@ -131,6 +131,12 @@ async def start_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> Gate
         ("grpc.so_reuseport", 0),
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.http2.max_pings_without_data", 0),
+        # gRPC core queues calls that arrived but that grpc.aio's accept loop (one call at a
+        # time, on the busy event loop) has not taken yet, and resets them (the client sees
+        # CANCELLED) beyond 1,000 queued (at random) and 3,000 (all): 10k watchers connecting
+        # at once lost about a third of their streams. max_concurrent_rpcs is the bound.
+        ("grpc.server.max_pending_requests", settings.max_concurrent_rpcs),
+        ("grpc.server.max_pending_requests_hard_limit", settings.max_concurrent_rpcs),
     ]
     # Before any Kafka client exists: bad certificates or token file fail fast.
     security = build_security(settings)
