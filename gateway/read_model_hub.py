@@ -25,7 +25,9 @@ class Subscription:
         self._hub = hub
         self._queue: deque[PullRequest] = deque()
         self._queue_size = queue_size
-        self._wakeup = asyncio.Event()
+        # The future the iterator waits on while the queue is empty (a bare future, not an
+        # asyncio.Event: one wakeup per version and watcher is the fan-out's hot path).
+        self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self.skipped = 0
 
@@ -37,7 +39,12 @@ class Subscription:
             self.skipped += len(self._queue)
             self._queue.clear()
         self._queue.append(entity)
-        self._wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def __aiter__(self) -> Subscription:
         return self
@@ -46,8 +53,11 @@ class Subscription:
         while not self._queue:
             if self._closed:
                 raise StopAsyncIteration
-            self._wakeup.clear()
-            await self._wakeup.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         return self._queue.popleft()
 
     @property
@@ -60,7 +70,7 @@ class Subscription:
             return
         self._closed = True
         self._queue.clear()
-        self._wakeup.set()
+        self._wake()
         self._hub._remove(self)
 
     async def aclose(self) -> None:
