@@ -53,11 +53,55 @@ def catching_up() -> errors.GatewayError:
     )
 
 
+class WatchResponses:
+    """The WatchPullRequestResponse of each watched pull request's newest version, built once.
+
+    The hub hands every watcher of an id the same PullRequest object for a version (the read
+    model never changes an entity in place; a new version is a new object), so the first
+    watcher to send a version builds its response (the ``public_view`` copy included) and all
+    the others send that same message. Only the newest version of each id is kept: a slow
+    watcher still sending an older one builds its own response without evicting the newest.
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[
+            str, tuple[pull_request_pb2.PullRequest, query_service_pb2.WatchPullRequestResponse]
+        ] = {}
+        self._watchers: dict[str, int] = {}
+
+    def watch(self, pull_request_id: str) -> None:
+        self._watchers[pull_request_id] = self._watchers.get(pull_request_id, 0) + 1
+
+    def unwatch(self, pull_request_id: str) -> None:
+        left = self._watchers.get(pull_request_id, 0) - 1
+        if left > 0:
+            self._watchers[pull_request_id] = left
+        else:
+            self._watchers.pop(pull_request_id, None)
+            self._by_id.pop(pull_request_id, None)
+
+    def response(
+        self, entity: pull_request_pb2.PullRequest
+    ) -> query_service_pb2.WatchPullRequestResponse:
+        key = entity.pull_request_id
+        cached = self._by_id.get(key)
+        if cached is not None and cached[0] is entity:
+            return cached[1]
+        response = query_service_pb2.WatchPullRequestResponse(pull_request=public_view(entity))
+        if key in self._watchers and (cached is None or entity.version >= cached[0].version):
+            self._by_id[key] = (entity, response)
+        return response
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
 class QueryService(query_service_pb2_grpc.PullRequestQueryServiceServicer):
     """Reads only: never touches Kafka directly, only the read model."""
 
     def __init__(self, view: PullRequestView) -> None:
         self._view = view
+        self._responses = WatchResponses()
 
     async def GetPullRequest(self, request: Any, context: Any) -> Message:
         try:
@@ -130,11 +174,13 @@ class QueryService(query_service_pb2_grpc.PullRequestQueryServiceServicer):
                 raise not_found(request.pull_request_id)
         except errors.GatewayError as exc:
             await errors.abort(context, exc)
-        subscription = self._view.subscribe(request.pull_request_id)
+        pull_request_id = request.pull_request_id
+        subscription = self._view.subscribe(pull_request_id)
+        responses = self._responses
+        responses.watch(pull_request_id)
         try:
             async for pull_request in subscription:
-                yield query_service_pb2.WatchPullRequestResponse(
-                    pull_request=public_view(pull_request)
-                )
+                yield responses.response(pull_request)
         finally:
+            responses.unwatch(pull_request_id)
             subscription.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from gateway.query_service import WatchResponses
 from prgate.v1 import outcome_pb2, pull_request_pb2, query_service_pb2
 from tests.unit.gateway.conftest import Harness
 
@@ -98,3 +99,37 @@ def test_queries_are_unavailable_while_catching_up(harness: Harness) -> None:
         "GetPullRequest", query_service_pb2.GetPullRequestRequest(pull_request_id="pr-1")
     )
     assert outcome.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_every_watcher_gets_each_version_without_processing_metadata(harness: Harness) -> None:
+    harness.view.put(entity("pr-s"))
+    request = query_service_pb2.WatchPullRequestRequest(pull_request_id="pr-s")
+    rpcs = [harness.open_stream("WatchPullRequest", request) for _ in range(3)]
+    first = [rpc.take_response() for rpc in rpcs]
+    assert all(r == first[0] for r in first)
+    assert len(first[0].pull_request.recent_commands) == 0
+    newer = entity("pr-s")
+    newer.version = 2
+    harness.loop.call(lambda: harness.view.put(newer))
+    second = [rpc.take_response() for rpc in rpcs]
+    assert second[0].pull_request.version == 2
+    assert all(r == second[0] for r in second)
+    for rpc in rpcs:
+        rpc.cancel()
+
+
+def test_watch_responses_keep_only_the_newest_version_of_watched_ids() -> None:
+    responses = WatchResponses()
+    one, two = entity("pr-r"), entity("pr-r")
+    two.version = 2
+    assert responses.response(one) is not responses.response(one)  # nobody watches: no cache
+    responses.watch("pr-r")
+    responses.watch("pr-r")
+    assert responses.response(two) is responses.response(two)
+    older = responses.response(one)  # a slow watcher's older version
+    assert older.pull_request.version == 1
+    assert responses.response(two) is responses.response(two)  # the newest stays cached
+    responses.unwatch("pr-r")
+    assert len(responses) == 1
+    responses.unwatch("pr-r")
+    assert len(responses) == 0
