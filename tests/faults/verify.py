@@ -272,11 +272,31 @@ def verify(
     entries = ledger.snapshot()
     accepted = {c for c, e in entries.items() if e.accepted}
     results = wait_for_results(kafka, accepted, timeout=result_timeout)
-    events = [
+    # Commands the ledger could not count as accepted (e.g. ACCEPT_NOT_CONFIRMED) may still be
+    # processed while we read; events and snapshots are compared only once two reads of the
+    # events, around the read of the snapshots, agree (bounded).
+    for _ in range(QUIET_TRIES):
+        events = _read_events(kafka)
+        snapshots = _read_snapshots(kafka, ignore_keys)
+        if len(_read_events(kafka)) == len(events):
+            break
+        time.sleep(QUIET_PAUSE_S)
+    return check(entries, results, events, snapshots)
+
+
+QUIET_TRIES = 20
+QUIET_PAUSE_S = 0.5
+
+
+def _read_events(kafka: KafkaSettings) -> list[EventEnvelope]:
+    return [
         EventEnvelope.FromString(m.value())
         for m in read_topic(kafka, kafka.topics.events)
         if m.value() is not None
     ]
+
+
+def _read_snapshots(kafka: KafkaSettings, ignore_keys: frozenset[str]) -> dict[str, PullRequest]:
     snapshots: dict[str, PullRequest] = {}
     for m in read_topic(kafka, kafka.topics.pull_requests):
         key = (m.key() or b"").decode()
@@ -287,7 +307,7 @@ def verify(
             snapshots.pop(key, None)
         else:
             snapshots[key] = PullRequest.FromString(value)
-    return check(entries, results, events, snapshots)
+    return snapshots
 
 
 def check(
