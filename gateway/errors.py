@@ -25,6 +25,7 @@ ERROR_DOMAIN = "prgate.v1"
 # When one command breaks rules of several kinds, the client sees the most fundamental one.
 _KIND_ORDER = (
     outcome_pb2.VIOLATION_KIND_INVALID_ARGUMENT,
+    outcome_pb2.VIOLATION_KIND_ALREADY_EXISTS,
     outcome_pb2.VIOLATION_KIND_NOT_FOUND,
     outcome_pb2.VIOLATION_KIND_VERSION_CONFLICT,
     outcome_pb2.VIOLATION_KIND_FAILED_PRECONDITION,
@@ -34,6 +35,7 @@ _KIND_CODE = {
     outcome_pb2.VIOLATION_KIND_NOT_FOUND: code_pb2.NOT_FOUND,
     outcome_pb2.VIOLATION_KIND_VERSION_CONFLICT: code_pb2.ABORTED,
     outcome_pb2.VIOLATION_KIND_FAILED_PRECONDITION: code_pb2.FAILED_PRECONDITION,
+    outcome_pb2.VIOLATION_KIND_ALREADY_EXISTS: code_pb2.ALREADY_EXISTS,
 }
 
 

@@ -9,13 +9,13 @@ reusing a key for a different command is refused with ALREADY_EXISTS.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from prgate.v1 import commands_pb2
+from processor.domain import fingerprint as domain_fingerprint
 
 _COMMAND_NAMESPACE = uuid.UUID("6f1d2b8e-8c1e-4d47-9a0b-2f6f3c1d7a10")
 
@@ -35,16 +35,8 @@ def pull_request_id_for(command_id: str) -> str:
 
 
 def fingerprint(envelope: commands_pb2.CommandEnvelope) -> bytes:
-    """What makes two commands "the same" for idempotency: type, fields, expected version."""
-    digest = hashlib.sha256()
-    which = envelope.WhichOneof("command") or ""
-    digest.update(which.encode())
-    if which:
-        digest.update(getattr(envelope, which).SerializeToString(deterministic=True))
-    if envelope.HasField("expected_version"):
-        digest.update(str(envelope.expected_version).encode())
-    digest.update(envelope.pull_request_id.encode())
-    return digest.digest()
+    """What makes two commands "the same" for idempotency (the processor uses the same one)."""
+    return domain_fingerprint(envelope)
 
 
 @dataclass

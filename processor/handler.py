@@ -23,7 +23,9 @@ from prgate.v1.commands_pb2 import CommandEnvelope
 from prgate.v1.outcome_pb2 import (
     COMMAND_STATE_REJECTED,
     COMMAND_STATE_SUCCEEDED,
+    VIOLATION_KIND_ALREADY_EXISTS,
     ProcessedCommand,
+    Violation,
 )
 from processor import records
 from processor.contract import (
@@ -41,8 +43,10 @@ from processor.domain import (
     decide,
     exists,
     find_processed,
+    fingerprint,
     fold,
     pull_request_id_of,
+    reasons,
     remember,
 )
 from processor.state_store import StagedChanges
@@ -211,6 +215,34 @@ class CommandHandler:
         echo = correlation_id or command_id
 
         processed = find_processed(state, command_id)
+        digest = fingerprint(envelope)
+        if processed is not None and processed.fingerprint and processed.fingerprint != digest:
+            # The id (an idempotency key) came again with another command: refuse it, and keep
+            # the record of the first one.
+            result = records.make_result(
+                command_id=command_id,
+                pull_request_id=pull_request_id,
+                command_type=command_type,
+                state=COMMAND_STATE_REJECTED,
+                version=state.version if state is not None else 0,
+                violations=[
+                    Violation(
+                        kind=VIOLATION_KIND_ALREADY_EXISTS,
+                        reason=reasons.IDEMPOTENCY_KEY_REUSED,
+                        subject=command_id,
+                        description="this command id (idempotency key) was already used for a"
+                        " different command",
+                    )
+                ],
+                completed_at=self._clock(),
+            )
+            return Handled(
+                Outcome.REJECTED,
+                [records.result_record(reply_to, result, echo, traceparent)],
+                command_type,
+                command_id=command_id,
+                pull_request_id=pull_request_id,
+            )
         if processed is not None:
             result = records.replayed_result(
                 processed, pull_request_id, command_type, self._clock()
@@ -250,6 +282,7 @@ class CommandHandler:
                 state=COMMAND_STATE_SUCCEEDED,
                 version=version_after,
                 first_version=version_before,
+                fingerprint=digest,
             )
             out.extend(records.event_record(self._topics.events, e, traceparent) for e in events)
             result = records.make_result(
@@ -270,6 +303,7 @@ class CommandHandler:
                 version=version_before,
                 first_version=version_before,
                 violations=decision.violations,
+                fingerprint=digest,
             )
             result = records.make_result(
                 command_id=command_id,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17prgate/v1/outcome.proto\x12\tprgate.v1\"x\n\tViolation\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.prgate.v1.ViolationKind\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"\xa0\x01\n\x10ProcessedCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.prgate.v1.CommandState\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12(\n\nviolations\x18\x04 \x03(\x0b\x32\x14.prgate.v1.Violation\x12\x15\n\rfirst_version\x18\x05 \x01(\x03*\x9c\x01\n\x0c\x43ommandState\x12\x1d\n\x19\x43OMMAND_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OMMAND_STATE_ACCEPTED\x10\x01\x12\x1b\n\x17\x43OMMAND_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16\x43OMMAND_STATE_REJECTED\x10\x03\x12\x18\n\x14\x43OMMAND_STATE_FAILED\x10\x04*\xbf\x01\n\rViolationKind\x12\x1e\n\x1aVIOLATION_KIND_UNSPECIFIED\x10\x00\x12#\n\x1fVIOLATION_KIND_INVALID_ARGUMENT\x10\x01\x12&\n\"VIOLATION_KIND_FAILED_PRECONDITION\x10\x02\x12\x1c\n\x18VIOLATION_KIND_NOT_FOUND\x10\x03\x12#\n\x1fVIOLATION_KIND_VERSION_CONFLICT\x10\x04\x42_\n\rdev.prgate.v1B\x0cOutcomeProtoP\x01Z2github.com/prgate/prgate/gen/go/prgate/v1;prgatev1\xaa\x02\tPrgate.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17prgate/v1/outcome.proto\x12\tprgate.v1\"x\n\tViolation\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.prgate.v1.ViolationKind\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"\xb5\x01\n\x10ProcessedCommand\x12\x12\n\ncommand_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.prgate.v1.CommandState\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12(\n\nviolations\x18\x04 \x03(\x0b\x32\x14.prgate.v1.Violation\x12\x15\n\rfirst_version\x18\x05 \x01(\x03\x12\x13\n\x0b\x66ingerprint\x18\x06 \x01(\x0c*\x9c\x01\n\x0c\x43ommandState\x12\x1d\n\x19\x43OMMAND_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OMMAND_STATE_ACCEPTED\x10\x01\x12\x1b\n\x17\x43OMMAND_STATE_SUCCEEDED\x10\x02\x12\x1a\n\x16\x43OMMAND_STATE_REJECTED\x10\x03\x12\x18\n\x14\x43OMMAND_STATE_FAILED\x10\x04*\xe2\x01\n\rViolationKind\x12\x1e\n\x1aVIOLATION_KIND_UNSPECIFIED\x10\x00\x12#\n\x1fVIOLATION_KIND_INVALID_ARGUMENT\x10\x01\x12&\n\"VIOLATION_KIND_FAILED_PRECONDITION\x10\x02\x12\x1c\n\x18VIOLATION_KIND_NOT_FOUND\x10\x03\x12#\n\x1fVIOLATION_KIND_VERSION_CONFLICT\x10\x04\x12!\n\x1dVIOLATION_KIND_ALREADY_EXISTS\x10\x05\x42_\n\rdev.prgate.v1B\x0cOutcomeProtoP\x01Z2github.com/prgate/prgate/gen/go/prgate/v1;prgatev1\xaa\x02\tPrgate.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,12 +32,12 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'prgate.v1.outcome_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.prgate.v1B\014OutcomeProtoP\001Z2github.com/prgate/prgate/gen/go/prgate/v1;prgatev1\252\002\tPrgate.V1'
-  _globals['_COMMANDSTATE']._serialized_start=324
-  _globals['_COMMANDSTATE']._serialized_end=480
-  _globals['_VIOLATIONKIND']._serialized_start=483
-  _globals['_VIOLATIONKIND']._serialized_end=674
+  _globals['_COMMANDSTATE']._serialized_start=345
+  _globals['_COMMANDSTATE']._serialized_end=501
+  _globals['_VIOLATIONKIND']._serialized_start=504
+  _globals['_VIOLATIONKIND']._serialized_end=730
   _globals['_VIOLATION']._serialized_start=38
   _globals['_VIOLATION']._serialized_end=158
   _globals['_PROCESSEDCOMMAND']._serialized_start=161
-  _globals['_PROCESSEDCOMMAND']._serialized_end=321
+  _globals['_PROCESSEDCOMMAND']._serialized_end=342
 # @@protoc_insertion_point(module_scope)

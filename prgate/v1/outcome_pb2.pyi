@@ -22,6 +22,7 @@ class ViolationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VIOLATION_KIND_FAILED_PRECONDITION: _ClassVar[ViolationKind]
     VIOLATION_KIND_NOT_FOUND: _ClassVar[ViolationKind]
     VIOLATION_KIND_VERSION_CONFLICT: _ClassVar[ViolationKind]
+    VIOLATION_KIND_ALREADY_EXISTS: _ClassVar[ViolationKind]
 COMMAND_STATE_UNSPECIFIED: CommandState
 COMMAND_STATE_ACCEPTED: CommandState
 COMMAND_STATE_SUCCEEDED: CommandState
@@ -32,6 +33,7 @@ VIOLATION_KIND_INVALID_ARGUMENT: ViolationKind
 VIOLATION_KIND_FAILED_PRECONDITION: ViolationKind
 VIOLATION_KIND_NOT_FOUND: ViolationKind
 VIOLATION_KIND_VERSION_CONFLICT: ViolationKind
+VIOLATION_KIND_ALREADY_EXISTS: ViolationKind
 
 class Violation(_message.Message):
     __slots__ = ("kind", "reason", "field", "subject", "description")
@@ -48,15 +50,17 @@ class Violation(_message.Message):
     def __init__(self, kind: _Optional[_Union[ViolationKind, str]] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ..., subject: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class ProcessedCommand(_message.Message):
-    __slots__ = ("command_id", "state", "version", "violations", "first_version")
+    __slots__ = ("command_id", "state", "version", "violations", "first_version", "fingerprint")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
     FIRST_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     state: CommandState
     version: int
     violations: _containers.RepeatedCompositeFieldContainer[Violation]
     first_version: int
-    def __init__(self, command_id: _Optional[str] = ..., state: _Optional[_Union[CommandState, str]] = ..., version: _Optional[int] = ..., violations: _Optional[_Iterable[_Union[Violation, _Mapping]]] = ..., first_version: _Optional[int] = ...) -> None: ...
+    fingerprint: bytes
+    def __init__(self, command_id: _Optional[str] = ..., state: _Optional[_Union[CommandState, str]] = ..., version: _Optional[int] = ..., violations: _Optional[_Iterable[_Union[Violation, _Mapping]]] = ..., first_version: _Optional[int] = ..., fingerprint: _Optional[bytes] = ...) -> None: ...

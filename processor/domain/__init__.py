@@ -9,7 +9,7 @@ are derived from the command id (:data:`EVENT_ID_NAMESPACE`). The contract is
 from __future__ import annotations
 
 from . import reasons
-from .commands import command_type_name, pull_request_id_of
+from .commands import command_type_name, fingerprint, pull_request_id_of
 from .decide import EVENT_ID_NAMESPACE, decide, event_id, exists
 from .evolve import evolve, fold
 from .fields import validate_fields
@@ -32,6 +32,7 @@ __all__ = [
     "evolve",
     "exists",
     "find_processed",
+    "fingerprint",
     "fold",
     "merge_commit_message",
     "non_author_approvers",

@@ -1,6 +1,9 @@
-"""Small facts about a CommandEnvelope: its type name and the pull request it targets."""
+"""Small facts about a CommandEnvelope: its type name, the pull request it targets, and the
+fingerprint that tells a redelivered command from another command under the same id."""
 
 from __future__ import annotations
+
+import hashlib
 
 from prgate.v1 import commands_pb2
 
@@ -32,3 +35,20 @@ def pull_request_id_of(command: commands_pb2.CommandEnvelope) -> str:
         return command.pull_request_id
     own: str = getattr(command, which).pull_request_id
     return own or command.pull_request_id
+
+
+def fingerprint(command: commands_pb2.CommandEnvelope) -> bytes:
+    """SHA-256 of what makes the command itself: type, fields, expected version, pull request.
+
+    Not the ids, the caller or the time: a retry of the same command has the same fingerprint,
+    the same idempotency key used for another command does not.
+    """
+    digest = hashlib.sha256()
+    which = command.WhichOneof("command") or ""
+    digest.update(which.encode())
+    if which:
+        digest.update(getattr(command, which).SerializeToString(deterministic=True))
+    if command.HasField("expected_version"):
+        digest.update(str(command.expected_version).encode())
+    digest.update(pull_request_id_of(command).encode())
+    return digest.digest()

@@ -17,7 +17,11 @@ from integration.processor_helpers import (
 from integration.processor_runners import ThreadedProcessor
 
 from prgate.kafka_settings import KafkaSettings
-from prgate.v1.outcome_pb2 import COMMAND_STATE_REJECTED, COMMAND_STATE_SUCCEEDED
+from prgate.v1.outcome_pb2 import (
+    COMMAND_STATE_REJECTED,
+    COMMAND_STATE_SUCCEEDED,
+    VIOLATION_KIND_ALREADY_EXISTS,
+)
 from prgate.v1.results_pb2 import CommandResult
 from processor.contract import Topics
 
@@ -65,4 +69,30 @@ def test_same_command_id_twice_yields_two_results_and_events_once(
     assert [(e.version, e.command_id) for e in events] == [
         (1, opened.command_id),
         (2, checked.command_id),
+    ]
+
+
+def test_same_command_id_with_another_command_is_refused_and_applies_nothing(
+    kafka_settings: KafkaSettings, ensured_topics: Topics
+) -> None:
+    """An idempotency key reused for a different command, past every gateway's memory."""
+    opened = open_pr("pr-k", author="alice")
+    first = check("pr-k", "ci")
+    other = check("pr-k", "lint")
+    other.command_id = first.command_id  # same id (key), different command
+    with ThreadedProcessor(processor_settings(kafka_settings)):
+        send_all(kafka_settings, [opened, first, other])
+        with tail(kafka_settings, ensured_topics.results) as t:
+            results = results_of(t.wait_until(lambda recs: len(recs) >= 3, 30, "three results"))
+    answers = [r for r in results if r.command_id == first.command_id]
+    assert [r.state for r in answers] == [COMMAND_STATE_SUCCEEDED, COMMAND_STATE_REJECTED]
+    (violation,) = answers[1].violations
+    assert violation.kind == VIOLATION_KIND_ALREADY_EXISTS
+    assert violation.reason == "IDEMPOTENCY_KEY_REUSED"
+    assert not answers[1].duplicate and not answers[1].events
+    with tail(kafka_settings, ensured_topics.events) as t:
+        events = events_of(t.drain())
+    assert [(e.version, e.command_id) for e in events] == [
+        (1, opened.command_id),
+        (2, first.command_id),
     ]
