@@ -43,7 +43,6 @@ from gateway.idempotency import (
     KeyUse,
     PendingCommands,
     VersionTable,
-    fingerprint,
 )
 from gateway.ports import CommandSender, PullRequestView, ResultSource
 from gateway.producer import AckTimeout, KafkaUnavailable
@@ -61,6 +60,7 @@ from processor.domain import (
     command_type_name,
     decide,
     find_processed,
+    fingerprint,
     validate_fields,
 )
 
@@ -203,12 +203,7 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
 
     async def _handle(self, spec: CommandSpec, request: Any, context: Any) -> svc.CommandReceipt:
         if not self._view.caught_up():
-            raise errors.error(
-                code_pb2.UNAVAILABLE,
-                "the gateway is still reading the current state of pull requests; retry shortly",
-                errors.error_info("READ_MODEL_CATCHING_UP"),
-                errors.retry_after(1.0),
-            )
+            raise errors.read_model_catching_up()
         envelope = build_envelope(
             spec,
             request,
@@ -224,11 +219,7 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
         previous = self._accepted.get(command_id)
         digest = fingerprint(envelope)
         if previous is not None and previous.fingerprint != digest:
-            raise errors.error(
-                code_pb2.ALREADY_EXISTS,
-                "this idempotency key was already used for a different command",
-                errors.error_info("IDEMPOTENCY_KEY_REUSED", **ids),
-            )
+            raise errors.idempotency_key_reused(command_id, pull_request_id)
         if previous is not None and previous.accepted:
             return await self._answer(envelope, mode, budget_end, produced=False)
 
@@ -243,11 +234,7 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
             ):
                 # The key was used (on some gateway) for another command: never replay that
                 # command's result as this one's.
-                raise errors.error(
-                    code_pb2.ALREADY_EXISTS,
-                    "this idempotency key was already used for a different command",
-                    errors.error_info("IDEMPOTENCY_KEY_REUSED", **ids),
-                )
+                raise errors.idempotency_key_reused(command_id, pull_request_id)
             # A retry of a command that already finished (through any gateway): its result,
             # not a dry run against the state it produced.
             return self._completed(known)

@@ -141,6 +141,27 @@ def from_violations(
     return error(_KIND_CODE.get(kind, code_pb2.FAILED_PRECONDITION), message, *details)
 
 
+def read_model_catching_up() -> GatewayError:
+    """UNAVAILABLE while the read model has not reached the end offsets seen at start."""
+    return error(
+        code_pb2.UNAVAILABLE,
+        "the gateway is still reading the current state of pull requests; retry shortly",
+        error_info("READ_MODEL_CATCHING_UP"),
+        retry_after(1.0),
+    )
+
+
+def idempotency_key_reused(command_id: str, pull_request_id: str) -> GatewayError:
+    """ALREADY_EXISTS: the idempotency key (its command id) was used for another command."""
+    return error(
+        code_pb2.ALREADY_EXISTS,
+        "this idempotency key was already used for a different command",
+        error_info(
+            "IDEMPOTENCY_KEY_REUSED", command_id=command_id, pull_request_id=pull_request_id
+        ),
+    )
+
+
 def invalid_argument(field: str, reason: str, description: str) -> GatewayError:
     """One field violation as INVALID_ARGUMENT with BadRequest details."""
     violation = outcome_pb2.Violation(

@@ -14,9 +14,6 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from prgate.v1 import commands_pb2
-from processor.domain import fingerprint as domain_fingerprint
-
 _COMMAND_NAMESPACE = uuid.UUID("6f1d2b8e-8c1e-4d47-9a0b-2f6f3c1d7a10")
 
 
@@ -32,11 +29,6 @@ def command_id_for_key(caller: str, idempotency_key: str) -> str:
 def pull_request_id_for(command_id: str) -> str:
     """OpenPullRequest's new id, derived from the command id so a retried open creates one PR."""
     return f"pr-{command_id}"
-
-
-def fingerprint(envelope: commands_pb2.CommandEnvelope) -> bytes:
-    """What makes two commands "the same" for idempotency (the processor uses the same one)."""
-    return domain_fingerprint(envelope)
 
 
 @dataclass

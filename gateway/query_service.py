@@ -44,15 +44,6 @@ def not_found(pull_request_id: str) -> errors.GatewayError:
     )
 
 
-def catching_up() -> errors.GatewayError:
-    return errors.error(
-        code_pb2.UNAVAILABLE,
-        "the gateway is still reading the current state of pull requests; retry shortly",
-        errors.error_info("READ_MODEL_CATCHING_UP"),
-        errors.retry_after(1.0),
-    )
-
-
 class WatchResponses:
     """The WatchPullRequestResponse of each watched pull request's newest version, built once.
 
@@ -107,7 +98,7 @@ class QueryService(query_service_pb2_grpc.PullRequestQueryServiceServicer):
         try:
             check_pull_request_id(request.pull_request_id)
             if not self._view.caught_up():
-                raise catching_up()
+                raise errors.read_model_catching_up()
             found = self._view.get(request.pull_request_id)
             if found is None:
                 raise not_found(request.pull_request_id)
@@ -120,7 +111,7 @@ class QueryService(query_service_pb2_grpc.PullRequestQueryServiceServicer):
             page_size = self._page_size(request.page_size)
             self._check_list_filters(request)
             if not self._view.caught_up():
-                raise catching_up()
+                raise errors.read_model_catching_up()
             try:
                 items, token = self._view.list(
                     repository=request.repository,
@@ -169,7 +160,7 @@ class QueryService(query_service_pb2_grpc.PullRequestQueryServiceServicer):
         try:
             check_pull_request_id(request.pull_request_id)
             if not self._view.caught_up():
-                raise catching_up()
+                raise errors.read_model_catching_up()
             if self._view.get(request.pull_request_id) is None:
                 raise not_found(request.pull_request_id)
         except errors.GatewayError as exc:

@@ -23,9 +23,7 @@ from prgate.v1.commands_pb2 import CommandEnvelope
 from prgate.v1.outcome_pb2 import (
     COMMAND_STATE_REJECTED,
     COMMAND_STATE_SUCCEEDED,
-    VIOLATION_KIND_ALREADY_EXISTS,
     ProcessedCommand,
-    Violation,
 )
 from processor import records
 from processor.contract import (
@@ -49,6 +47,7 @@ from processor.domain import (
     reasons,
     remember,
 )
+from processor.domain.outcome import already_exists
 from processor.state_store import StagedChanges
 
 log = logging.getLogger(__name__)
@@ -226,12 +225,11 @@ class CommandHandler:
                 state=COMMAND_STATE_REJECTED,
                 version=state.version if state is not None else 0,
                 violations=[
-                    Violation(
-                        kind=VIOLATION_KIND_ALREADY_EXISTS,
-                        reason=reasons.IDEMPOTENCY_KEY_REUSED,
-                        subject=command_id,
-                        description="this command id (idempotency key) was already used for a"
-                        " different command",
+                    already_exists(
+                        reasons.IDEMPOTENCY_KEY_REUSED,
+                        command_id,
+                        "this command id (idempotency key) was already used for a different"
+                        " command",
                     )
                 ],
                 completed_at=self._clock(),

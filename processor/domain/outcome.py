@@ -82,3 +82,13 @@ def version_conflict(reason: str, subject: str, description: str) -> Violation:
         subject=subject,
         description=description,
     )
+
+
+def already_exists(reason: str, subject: str, description: str) -> Violation:
+    """The command id was already used for a different command."""
+    return Violation(
+        kind=outcome_pb2.VIOLATION_KIND_ALREADY_EXISTS,
+        reason=reason,
+        subject=subject,
+        description=description,
+    )
