@@ -4,15 +4,22 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install tools dev test check lint generate generate-check kafka-start kafka-stop clean
+.PHONY: install tools dev test check lint generate generate-check kafka-start kafka-stop clean image
 
 # Command-line tools from the Go module proxy, pinned, installed into the venv's bin/.
 GRPCURL_VERSION := v1.9.4
 GRPCURL := $(BIN)/grpcurl
+# promtool (`promtool check metrics`, tests/e2e/test_observability.py): Prometheus' Go module
+# version v0.316.0 is Prometheus 3.x's promtool; built from the module proxy (~1 min).
+PROMETHEUS_MODULE_VERSION := v0.316.0
+PROMTOOL := $(BIN)/promtool
+# ghz: the benchmark's Go load generator (bench/ghz.py).
+GHZ_VERSION := v0.121.0
+GHZ := $(BIN)/ghz
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench,tracing]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench,tracing,archive]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,13 +28,23 @@ $(GRPCURL): | $(STAMP)
 	@command -v go >/dev/null || { echo "go is required to install grpcurl (Go module proxy)"; exit 1; }
 	GOBIN=$(abspath $(BIN)) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
-tools: $(GRPCURL)
+$(PROMTOOL): | $(STAMP)
+	@command -v go >/dev/null || { echo "go is required to install promtool (Go module proxy)"; exit 1; }
+	GOBIN=$(abspath $(BIN)) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_MODULE_VERSION)
+
+$(GHZ): | $(STAMP)
+	@command -v go >/dev/null || { echo "go is required to install ghz (Go module proxy)"; exit 1; }
+	GOBIN=$(abspath $(BIN)) go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+
+tools: $(GRPCURL) $(PROMTOOL) $(GHZ)
 
 ## Start broker, topics, processor and gateway in the foreground; Ctrl-C stops everything.
 dev: $(STAMP)
 	$(BIN)/prgate dev
 
-## Everything CI checks: generated code current, buf, ruff, mypy, then the tests against a real broker.
+## Everything CI checks: generated code current, buf, ruff, mypy, then the tests against a real
+## broker; the `cluster` tests (broker faults, tests/faults/test_cluster_faults.py) start a local
+## three-node cluster when they are reached. PRGATE_TEST_BROKERS=3 runs everything on the cluster.
 test: check tools
 	$(BIN)/python -m pytest
 
@@ -36,6 +53,11 @@ check: $(STAMP)
 
 generate: $(STAMP)
 	$(BIN)/python scripts/generate.py
+
+## The container image (deploy/Containerfile) as localhost/prgate:latest, with podman; installs
+## podman, runc and debootstrap (apt-get) when missing and makes the Debian base once (README: Deployment).
+image:
+	deploy/image.sh build
 
 kafka-start: $(STAMP)
 	$(BIN)/prgate kafka start

@@ -4,7 +4,7 @@ Baseline A, bare Kafka request/reply: a requester produces a CommandEnvelope-siz
 waits for the reply; a trivial replier answers each request on another topic. Both use the
 *same* client code and settings as prgate: the requester is the gateway's own
 :class:`~gateway.producer.CommandProducer` (idempotent, ``acks=all``) plus a
-:class:`~gateway.kafka_tail.TopicTail` on the replies (read_committed, same fetch settings);
+:class:`~prgate.kafka.tail.TopicTail` on the replies (read_committed, same fetch settings);
 the replier is transactional, like the processor: consume a batch with the processor's batch
 size and wait, produce one reply per request, ``send_offsets_to_transaction``, commit, with
 the processor's consumer and producer configs. What it leaves out is exactly prgate's own
@@ -38,21 +38,18 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import payloads
-from gateway.kafka_tail import TopicTail, header
 from gateway.producer import CommandProducer
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka import codec, command_ids
+from prgate.kafka.contract import HEADER_CORRELATION_ID, HEADER_REPLY_TO, TYPE_COMMAND_RESULT
+from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.tail import TopicTail
+from prgate.observability import logs
 from prgate.settings import load
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1.commands_pb2 import CommandEnvelope
-from processor.contract import (
-    HEADER_CORRELATION_ID,
-    HEADER_MESSAGE_TYPE,
-    HEADER_REPLY_TO,
-    TYPE_COMMAND_RESULT,
-)
 from processor.settings import ProcessorSettings
 
-log = logging.getLogger("bench.baselines")
+log = logging.getLogger(__name__)
 
 ECHO_SERVICE = "prgate.v1.PullRequestCommandService"
 TXN_TIMEOUT_S = 30.0
@@ -152,23 +149,20 @@ def run_replier(
     finally:
         consumer.close()
         producer.flush(5.0)
-        log.info("event=replier_stopped served=%d", served)
+        log.info("replier_stopped", extra={"served": served})
 
 
 def _reply(producer: Producer, msg: Message, replies: Sequence[bytes], default: str) -> None:
-    command_id = header(msg, HEADER_CORRELATION_ID) or b""
-    reply_to = header(msg, HEADER_REPLY_TO)
+    headers = codec.header_texts(msg.headers())
+    command_id = headers.get(HEADER_CORRELATION_ID, "")
     # The reply of the same size as prgate's result of that command type.
-    which = CommandEnvelope.FromString(msg.value() or b"").WhichOneof("command")
+    which = codec.decode_command(msg.key(), msg.value(), headers).WhichOneof("command")
     step = payloads.ENVELOPE_FIELDS.index(which) if which in payloads.ENVELOPE_FIELDS else 0
     producer.produce(
-        reply_to.decode() if reply_to else default,
+        headers.get(HEADER_REPLY_TO) or default,
         key=command_id,
         value=replies[step],
-        headers=[
-            (HEADER_CORRELATION_ID, command_id),
-            (HEADER_MESSAGE_TYPE, TYPE_COMMAND_RESULT.encode()),
-        ],
+        headers=codec.record_headers(TYPE_COMMAND_RESULT, correlation_id=command_id),
     )
 
 
@@ -183,11 +177,11 @@ class KafkaRequester:
         self._reply_to = kafka.topics.results
         self._producer = CommandProducer(kafka)
         self._waiting: dict[str, asyncio.Future[None]] = {}
-        self._tail: TopicTail[bytes | None] = TopicTail(
+        self._tail: TopicTail[str | None] = TopicTail(
             kafka,
             kafka.topics.results,
             name=f"bench-requester-{uuid.uuid4().hex[:8]}",
-            decode=lambda msg: header(msg, HEADER_CORRELATION_ID),
+            decode=lambda msg: codec.header(msg.headers(), HEADER_CORRELATION_ID),
             apply=self._apply,
             start_offsets=_from_end,
         )
@@ -197,11 +191,11 @@ class KafkaRequester:
         await self._producer.start()
         await asyncio.wait_for(self._tail.start(), 30.0)
 
-    def _apply(self, batch: Sequence[bytes | None]) -> None:
+    def _apply(self, batch: Sequence[str | None]) -> None:
         for correlation in batch:
             if correlation is None:
                 continue
-            future = self._waiting.pop(correlation.decode(), None)
+            future = self._waiting.pop(correlation, None)
             if future is not None and not future.done():
                 future.set_result(None)
 
@@ -209,8 +203,13 @@ class KafkaRequester:
         """One request/reply; returns (ms until the broker acked, ms until the reply)."""
         envelope = CommandEnvelope()
         envelope.CopyFrom(self._envelopes[step % len(self._envelopes)])
-        envelope.command_id = uuid.uuid4().hex
         envelope.pull_request_id = f"pr-{uuid.uuid4().hex}"
+        envelope.command_id = command_ids.bind(command_ids.new_base(), envelope.pull_request_id)
+        command = getattr(envelope, envelope.WhichOneof("command") or "")
+        if "pull_request_id" in command.DESCRIPTOR.fields_by_name:
+            # The command names the same pull request, as the gateway's commands do (the
+            # replier decodes it as the processor would: key = the command's pull request id).
+            command.pull_request_id = envelope.pull_request_id
         started = time.perf_counter()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting[envelope.command_id] = future
@@ -229,7 +228,7 @@ class KafkaRequester:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure("INFO")
     if args[:1] == ["echo"] and len(args) == 2:
         asyncio.run(serve_echo(args[1]))
         return 0

@@ -12,7 +12,12 @@ Two ways to offer load:
   measured from its *scheduled* time, so a generator or server that falls behind shows up in
   the latency instead of silently lowering the offered rate (no coordinated omission).
 
-Only calls scheduled after the warm-up and before the end of the step are counted.
+Only calls started (open loop: scheduled) after the warm-up and before the end of the step are
+counted. A closed-loop caller's window starts when its first counted call starts, not at the
+end of the warm-up: a call that began in the warm-up and ends later (the first call after a
+pause can take a second) is neither counted nor charged to the window, where it used to show
+as idle time. So one caller at a mean latency of L reports 1/L calls per second, as
+``tests/bench/test_loadgen.py`` checks with a fake call of known latency.
 """
 
 from __future__ import annotations
@@ -196,8 +201,15 @@ class Worker:
         else:
 
             async def caller() -> None:
-                while time.perf_counter() < end:
-                    await timed(time.perf_counter())
+                first = 0.0
+                calls = 0
+                while (now := time.perf_counter()) < end:
+                    if now >= counted_from:
+                        first = first or now
+                        calls += 1
+                    await timed(now)
+                if first:  # this caller's rate over its own window (see the module's doc)
+                    outcome.closed_rate += calls / (end - first)
 
             tasks = {
                 asyncio.create_task(caller()) for _ in range(int(self.share(step.concurrency)))

@@ -11,7 +11,7 @@ from typing import Any
 
 import confluent_kafka
 
-from prgate.local_kafka import KAFKA_VERSION
+from prgate.kafka.local import KAFKA_VERSION
 
 
 def _cpu_model() -> str:

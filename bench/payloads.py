@@ -1,9 +1,9 @@
 """Realistic messages for the benchmark: the command mix, and canned results of real size.
 
-The canned results and snapshots are produced once by the real domain (``decide`` and
-``fold`` over one pull request's life), so the baselines send and receive messages of the
-same size as prgate does, and the restore benchmark fills the compacted topic with valid
-PullRequest snapshots.
+The canned results and snapshots are produced once as the processor makes them
+(``prgate.domain.apply`` over one pull request's life), so the baselines send and receive
+messages of the same size as prgate does, and the restore benchmark fills the compacted topic
+with valid PullRequest snapshots.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 
+from prgate.domain import Outcome, apply
+from prgate.kafka import command_ids
 from prgate.v1 import command_service_pb2 as svc
-from prgate.v1 import commands_pb2, outcome_pb2, pull_request_pb2, results_pb2
-from processor.domain import Accepted, decide, fold
+from prgate.v1 import commands_pb2, pull_request_pb2, results_pb2
 
 COMPLETED = svc.RESPONSE_MODE_COMPLETED
 ACCEPTED = svc.RESPONSE_MODE_ACCEPTED
@@ -103,44 +104,26 @@ class Life:
 
 @cache
 def sample_life() -> Life:
-    """Run the mix through the real domain once: messages of the sizes prgate really sends."""
+    """Run the mix through ``apply`` once: messages of the sizes prgate really sends."""
     now = datetime(2026, 1, 1, tzinfo=UTC)
     pull_request_id = f"pr-{uuid.UUID(int=1).hex}"
     state: pull_request_pb2.PullRequest | None = None
     envelopes, results, snapshots = [], [], []
     for step, rpc in enumerate(STEPS):
         request = step_request(step, pull_request_id, 0, 0, COMPLETED)
-        command_id = uuid.UUID(int=100 + step).hex
+        command_id = command_ids.bind(uuid.UUID(int=100 + step).hex, pull_request_id)
         envelope = commands_pb2.CommandEnvelope(
             command_id=command_id, pull_request_id=pull_request_id
         )
         envelope.issued_at.FromDatetime(now)
         getattr(envelope, ENVELOPE_FIELDS[step]).CopyFrom(request.command)  # type: ignore[attr-defined]
-        decision = decide(state, envelope, now=now)
-        if not isinstance(decision, Accepted):
-            raise AssertionError(f"sample life: {rpc} was rejected: {decision}")
-        state = fold(decision.events, state)
-        assert state is not None
-        state.recent_commands.append(
-            outcome_pb2.ProcessedCommand(
-                command_id=command_id,
-                state=outcome_pb2.COMMAND_STATE_SUCCEEDED,
-                version=state.version,
-                first_version=decision.events[0].version,
-            )
-        )
-        result = results_pb2.CommandResult(
-            command_id=command_id,
-            pull_request_id=pull_request_id,
-            state=outcome_pb2.COMMAND_STATE_SUCCEEDED,
-            version=state.version,
-            events=decision.events,
-            command_type=rpc,
-        )
-        result.completed_at.FromDatetime(now)
+        applied = apply(state, envelope, now=now)
+        if applied.outcome is not Outcome.SUCCEEDED or applied.state is None:
+            raise AssertionError(f"sample life: {rpc} was not applied: {applied.result}")
+        state = applied.state
         envelopes.append(envelope)
-        results.append(result)
-        snapshots.append(pull_request_pb2.PullRequest.FromString(state.SerializeToString()))
+        results.append(applied.result)
+        snapshots.append(state)
     return Life(tuple(envelopes), tuple(results), tuple(snapshots))
 
 

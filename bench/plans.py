@@ -19,10 +19,16 @@ class Plan:
     watchers: int
     watch_updates: int
     workers: int = 2
+    gateway_workers: int = 2  # the "workers" scenario: the gateway with --workers this
+    workers_concurrency: int = 16  # its closed-loop step (1 worker, then gateway_workers)
     warmup_per_system_s: float = 3.0
     broker_warmup_s: float = 30.0
     fixed_rate: float = 100.0
     seed_prs: int = 50
+    archive_n: int = 200_000
+    archive_live_s: float = 15.0
+    held_waves: int = 2
+    held_wave: int = 1000
 
 
 PLANS = {
@@ -30,7 +36,7 @@ PLANS = {
         "default",
         step_s=8.0,
         warmup_s=2.0,
-        concurrency=(1, 4, 16, 32, 64, 128, 256),
+        concurrency=(1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256),
         rates=(250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0),
         reject_concurrency=(16, 64, 256),
         restore_n=100_000,
@@ -41,7 +47,7 @@ PLANS = {
         "quick",
         step_s=2.5,
         warmup_s=0.5,
-        concurrency=(1, 16, 64),
+        concurrency=(1, 2, 4, 8, 16, 24, 32, 48, 64),
         rates=(500.0, 1000.0, 2000.0),
         reject_concurrency=(64,),
         restore_n=20_000,
@@ -49,6 +55,8 @@ PLANS = {
         watch_updates=8,
         warmup_per_system_s=2.0,
         broker_warmup_s=16.0,
+        archive_n=60_000,
+        archive_live_s=8.0,
     ),
     "smoke": Plan(
         "smoke",
@@ -61,10 +69,14 @@ PLANS = {
         watchers=4,
         watch_updates=2,
         workers=1,
+        workers_concurrency=2,
         warmup_per_system_s=0.5,
         broker_warmup_s=1.0,
         fixed_rate=20.0,
         seed_prs=4,
+        archive_n=2_000,
+        archive_live_s=2.0,
+        held_wave=20,
     ),
 }
 PLANS["long"] = replace(PLANS["default"], name="long", restore_n=1_000_000, watchers=10_000)

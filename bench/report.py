@@ -1,27 +1,26 @@
-"""Derived figures, issue 7's targets, the markdown table and the plot of one benchmark run."""
+"""The settings, the markdown table and the plot of one benchmark run.
+
+The derived figures and the target verdicts they show come from ``bench.targets``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bench import archive as archive_bench
+from bench import ghz as ghz_bench
 from bench.stats import ratio
 from bench.system import BenchSystem
-from gateway.kafka_tail import TopicTail
+from bench.targets import P99_LIMIT_MS, SYSTEMS
 from gateway.producer import CommandProducer
 from gateway.settings import GatewaySettings
+from prgate.kafka.tail import TopicTail
 from prgate.settings import load
 from processor.settings import ProcessorSettings
 
-P99_LIMIT_MS = 50.0
-SYSTEMS = {
-    "prgate": "prgate",
-    "baseline_a": "Baseline A (Kafka)",
-    "baseline_b": "Baseline B (gRPC)",
-}
 COLORS = {"prgate": "tab:red", "baseline_a": "tab:blue", "baseline_b": "tab:green"}
 
 
@@ -33,7 +32,12 @@ def effective_settings(system: BenchSystem, env: dict[str, str]) -> dict[str, An
     kafka = system.kafka()
 
     def plain(config: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in config.items() if not callable(v) and k != "bootstrap.servers"}
+        # Plain values only: callbacks and the ``logger`` object are not settings.
+        return {
+            k: v
+            for k, v in config.items()
+            if isinstance(v, str | int | float | bool) and k != "bootstrap.servers"
+        }
 
     tail: TopicTail[None] = TopicTail(kafka, "t", name="x", decode=lambda m: None, apply=print)
     return {
@@ -50,87 +54,6 @@ def effective_settings(system: BenchSystem, env: dict[str, str]) -> dict[str, An
             "tail_consumer": plain(tail._config),
         },
     }
-
-
-def best(steps: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    """The step with the highest throughput whose p99 is within the limit and has no errors."""
-    good = [
-        s for s in steps if not s["errors"] and s["latency_ms"]["p99"] <= P99_LIMIT_MS and s["ok"]
-    ]
-    return max(good, key=lambda s: s["throughput"]) if good else None
-
-
-def _target(name: str, wanted: str, value: Any, met: bool | None) -> dict[str, Any]:
-    return {"target": name, "wanted": wanted, "value": value, "met": met}
-
-
-def finish(results: dict[str, Any]) -> None:
-    """Add the derived figures (max throughput per series) and the target verdicts."""
-    steps = results.get("steps", [])
-    top: dict[str, dict[str, Any]] = {}
-    for system in SYSTEMS:
-        for mode in ("closed", "open"):
-            series = [
-                s
-                for s in steps
-                if s["system"] == system and s["mode"] == mode and s["kind"] in ("mix", "rr")
-            ]
-            found = best(series)
-            top.setdefault(system, {})[mode] = (
-                None if found is None else {"throughput": found["throughput"], "step": found}
-            )
-    results["max_throughput"] = top
-    targets = []
-    fixed = results.get("fixed_rate")
-    if fixed and "prgate" in fixed and "baseline_a" in fixed:
-        pg, base_a = fixed["prgate"]["latency_ms"], fixed["baseline_a"]["latency_ms"]
-        targets += [
-            _target("round trip p50 at ~100/s", "<= 6 ms", pg["p50"], pg["p50"] <= 6),
-            _target("round trip p99 at ~100/s", "<= 20 ms", pg["p99"], pg["p99"] <= 20),
-            _target(
-                "round trip p50 vs Baseline A p50",
-                "<= 1.5x",
-                ratio(pg["p50"], base_a["p50"]),
-                (ratio(pg["p50"], base_a["p50"]) or math.inf) <= 1.5,
-            ),
-        ]
-    if steps:
-        sustained = max(
-            (t["throughput"] for t in top["prgate"].values() if t is not None), default=0.0
-        )
-        targets.append(
-            _target("sustained commands/s with p99 <= 50 ms", ">= 2000/s", sustained, None)
-        )
-        targets[-1]["met"] = sustained >= 2000
-    rejection = results.get("rejection")
-    if rejection:
-        pg_best = max((s["throughput"] for s in rejection["prgate"] if not s["errors"]), default=0)
-        b_best = max((s["throughput"] for s in rejection["baseline_b"]), default=0)
-        rel = ratio(pg_best, b_best)
-        targets.append(
-            _target("rejection throughput vs Baseline B", ">= 0.8x", rel, (rel or 0) >= 0.8)
-        )
-    restore = results.get("restore")
-    if restore:
-        for who in ("processor", "gateway_read_model"):
-            rate = restore[who]["per_second"] or 0
-            targets.append(_target(f"restore rate, {who}", ">= 50000/s", rate, rate >= 50_000))
-    watchers = results.get("watchers")
-    if watchers:
-        p99 = watchers["all_watchers_ms"]["p99"]
-        note = "" if watchers["watchers"] >= 10_000 else f" (measured with {watchers['watchers']})"
-        if math.isnan(p99):  # not every stream got every version: the streams that did
-            p99 = watchers["each_watcher_ms"]["p99"]
-            note += f" (each of {watchers['subscribed']} subscribed watchers)"
-        targets.append(
-            _target(
-                f"fan-out p99 to all of 10k watchers{note}",
-                "<= 100 ms",
-                p99,
-                None if "measured with" in note else (not math.isnan(p99) and p99 <= 100),
-            )
-        )
-    results["targets"] = targets
 
 
 # --- markdown ------------------------------------------------------------------------------
@@ -249,6 +172,43 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_ms(b['latency_ms']['p99'])} | {_x(ratio(pg['throughput'], b['throughput']))} |"
             )
         lines.append("")
+    if results.get("ghz"):
+        lines += ghz_bench.markdown(results["ghz"])
+    workers = results.get("workers")
+    if workers:
+        n = workers["gateway_workers"]
+        by_name = {s["name"]: s for s in results.get("steps", [])}
+        lines += [
+            f"## Gateway with 1 and {n} worker processes (`prgate gateway --workers {n}`), "
+            "back to back",
+            "",
+            f"| measure | 1 worker | {n} workers | ratio | gateway CPU ms/call, 1 → {n} |",
+            "|---|---|---|---|---|",
+        ]
+        for one_name, many_name in workers["pairs"]:
+            one, many = by_name[one_name], by_name[many_name]
+            label = one_name.rsplit(" workers=", 1)[0]
+            cpu = (
+                (one.get("cpu_ms_per_call") or {}).get("gateway"),
+                (many.get("cpu_ms_per_call") or {}).get("gateway"),
+            )
+            lines.append(
+                f"| {label} (/s; p99 ms) | {one['throughput']:.0f} "
+                f"({_ms(one['latency_ms']['p99'])}) | {many['throughput']:.0f} "
+                f"({_ms(many['latency_ms']['p99'])}) "
+                f"| {_x(ratio(many['throughput'], one['throughput']))} "
+                f"| {_ms(cpu[0])} → {_ms(cpu[1])} |"
+            )
+        fans = workers.get("watchers") or {}
+        alone = (fans.get(1) or fans.get("1") or {}).get("all_watchers_ms") or {}
+        spread = (fans.get(n) or fans.get(str(n)) or {}).get("all_watchers_ms") or {}
+        for key in ("p50", "p99") if spread and alone else ():
+            lines.append(
+                f"| fan-out to {results.get('watchers', {}).get('watchers', '')} watchers, "
+                f"last arrival {key} ms | {_ms(alone.get(key))} | {_ms(spread.get(key))} "
+                f"| {_x(ratio(spread.get(key), alone.get(key)))} | |"
+            )
+        lines.append("")
     restore = results.get("restore")
     if restore:
         raw = restore.get("bare_consumer", {}).get("per_second")
@@ -266,6 +226,22 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{_x(ratio(r['per_second'], raw))} |"
                 )
         lines += [f"\nFilled at {restore['fill_rate']}/s by a plain producer.", ""]
+    held = results.get("held")
+    if held:
+        lines += [
+            f"## Calls held by a frozen processor ({held['wave_size']} COMPLETED calls a wave, "
+            f"{held['deadline_s']:g}s deadline): gateway RSS",
+            "",
+            f"Before: {held['start_mib']} MiB.",
+            "",
+            "| wave | peak MiB | after MiB | answers |",
+            "|---|---|---|---|",
+        ]
+        for n, wave in enumerate(held["waves"], start=1):
+            lines.append(f"| {n} | {wave['peak_mib']} | {wave['after_mib']} | {wave['codes']} |")
+        lines.append("")
+    if results.get("archive"):
+        lines += archive_bench.markdown(results["archive"])
     watchers = results.get("watchers")
     if watchers:
         one = (watchers.get("single") or {}).get("all_watchers_ms", {})
@@ -287,7 +263,7 @@ def markdown(results: dict[str, Any]) -> str:
         ]
     lines += _steps_table(results.get("steps", []))
     lines += [
-        "## Targets of issue 7",
+        "## Targets (issue 15; restore and archive: earlier issues)",
         "",
         "| target | wanted | measured | met |",
         "|---|---|---|---|",
@@ -302,22 +278,26 @@ def _steps_table(steps: list[dict[str, Any]]) -> list[str]:
     if not steps:
         return []
     lines = [
-        "## Every step (CPU in cores used during the step)",
+        "## Every step (CPU: cores used during the step / ms of CPU per successful call)",
         "",
-        "| step | achieved | p50 | p99 | max | errors | gateway | processor | broker | loadgen |",
+        "The server is the gateway (Baseline B: the echo server), the worker the processor "
+        "(Baseline A: the replier).",
+        "",
+        "| step | achieved | p50 | p99 | max | errors | server | worker | broker | loadgen |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in steps:
         cpu = s.get("cpu_cores", {})
-        server = cpu.get("echo") if s["system"] == "baseline_b" else cpu.get("gateway")
-        worker = {"baseline_a": cpu.get("replier"), "baseline_a0": cpu.get("replier-plain")}.get(
-            s["system"], cpu.get("processor")
+        per = s.get("cpu_ms_per_call", {})
+        server = "echo" if s["system"] == "baseline_b" else "gateway"
+        worker = {"baseline_a": "replier", "baseline_a0": "replier-plain"}.get(
+            s["system"], "processor"
         )
+        cells = [f"{cpu.get(n)} / {_ms(per.get(n))}" for n in (server, worker, "broker", "loadgen")]
         lat = s["latency_ms"]
         lines.append(
             f"| {s['name']} | {s['throughput']:.0f}/s | {_ms(lat['p50'])} | {_ms(lat['p99'])} "
-            f"| {_ms(lat['max'])} | {s['errors']} | {server} | {worker} | {cpu.get('broker')} "
-            f"| {cpu.get('loadgen')} |"
+            f"| {_ms(lat['max'])} | {s['errors']} | " + " | ".join(cells) + " |"
         )
     return [*lines, ""]
 

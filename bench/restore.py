@@ -12,22 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import random
+import tempfile
 import time
-import uuid
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from bench import payloads
-from gateway.read_model import ReadModel
-from prgate.kafka_settings import KafkaSettings
+from gateway.read_model import ReadModel, ReadModelState
+from prgate.kafka import codec
+from prgate.kafka.contract import TYPE_PULL_REQUEST
+from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.topics import ensure_topics
+from prgate.state import SnapshotStore, StoreIdentity, StoreResources
 from prgate.v1.pull_request_pb2 import PullRequest
-from processor.contract import HEADER_MESSAGE_TYPE, TYPE_PULL_REQUEST
 from processor.restore import restore_partitions
 from processor.settings import ProcessorSettings
-from processor.topics import ensure_topics
+from processor.state_store import MemoryPartition, PartitionState, StoredPartition
 
-log = logging.getLogger("bench.restore")
+log = logging.getLogger(__name__)
 
 
 def _template() -> bytes:
@@ -53,12 +59,11 @@ def fill(kafka: KafkaSettings, count: int, timeout_s: float = 600.0) -> dict[str
         )
     )
     rest = _template()
-    headers: list[tuple[str, str | bytes | None]] = [
-        (HEADER_MESSAGE_TYPE, TYPE_PULL_REQUEST.encode())
-    ]
+    headers = codec.record_headers(TYPE_PULL_REQUEST)
     started = time.perf_counter()
-    for _ in range(count):
-        key = f"pr-{uuid.uuid4().hex}".encode()
+    for i in range(count):
+        # Ids the latency steps can name (pr-00000000 ...), in random order over partitions.
+        key = f"pr-{i:08d}".encode()
         # Field 1 (pull_request_id), length-delimited, then the rest: a valid PullRequest.
         value = b"\x0a" + bytes([len(key)]) + key + rest
         while True:
@@ -86,13 +91,12 @@ def restore_processor(kafka: KafkaSettings, expected: int, timeout_s: float) -> 
     try:
         consumer.list_topics(kafka.topics.pull_requests, 10.0)  # connect, as run() does first
         started = time.perf_counter()
-        states = restore_partitions(
-            consumer, kafka.topics.pull_requests, range(kafka.partitions), timeout_s
-        )
+        states: dict[int, PartitionState] = {p: MemoryPartition() for p in range(kafka.partitions)}
+        restore_partitions(consumer, kafka.topics.pull_requests, states, timeout_s)
         seconds = time.perf_counter() - started
     finally:
         consumer.close()
-    restored = sum(len(s) for s in states.values())
+    restored = sum(s.count() for s in states.values())
     return _rates("processor", restored, expected, seconds)
 
 
@@ -156,16 +160,175 @@ def _rates(who: str, restored: int, expected: int, seconds: float) -> dict[str, 
 def measure(kafka: KafkaSettings, count: int, timeout_s: float = 900.0) -> dict[str, Any]:
     """Fill, then restore with both paths; returns the JSON record."""
     filled = fill(kafka, count)
-    log.info("event=restore_filled %s", filled)
+    log.info("restore_filled", extra={"result": filled})
     bare = bare_consumer(kafka, count, timeout_s)
+    # The stores first: their RSS growth must not be hidden by memory the in-memory
+    # restores freed.
+    stores = measure_stores(kafka, count, timeout_s)
     processor = restore_processor(kafka, count, timeout_s)
-    log.info("event=restore_processor %s", processor)
+    log.info("restore_processor", extra={"result": processor})
     read_model = asyncio.run(restore_read_model(kafka, count, timeout_s))
-    log.info("event=restore_read_model %s", read_model)
+    log.info("restore_read_model", extra={"result": read_model})
     return {
         "n": count,
         **filled,
         "bare_consumer": bare,
         "processor": processor,
         "gateway_read_model": read_model,
+        "state_stores": stores,
     }
+
+
+# -- state stores (issue 16) ---------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    """This process's resident set size now (Linux /proc)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _percentiles(samples_s: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_s)
+    if not ordered:
+        return {"p50_us": float("nan"), "p99_us": float("nan")}
+    return {
+        "p50_us": round(ordered[len(ordered) // 2] * 1e6, 1),
+        "p99_us": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e6, 1),
+    }
+
+
+def _get_latency(model: ReadModel, ids: list[str], rounds: int = 20_000) -> dict[str, Any]:
+    """get() latency over ``ids`` chosen at random (``rounds`` calls, one timer each)."""
+    rng = random.Random(16)
+    samples: list[float] = []
+    for _ in range(rounds):
+        key = rng.choice(ids)
+        started = time.perf_counter()
+        model.get(key)
+        samples.append(time.perf_counter() - started)
+    return _percentiles(samples)
+
+
+def _list_latency(model: ReadModel, rounds: int = 500) -> dict[str, Any]:
+    samples: list[float] = []
+    for i in range(rounds):
+        started = time.perf_counter()
+        model.list(after=f"{i % 100:02d}", limit=100)
+        samples.append(time.perf_counter() - started)
+    return _percentiles(samples)
+
+
+def restore_processor_store(
+    kafka: KafkaSettings, state_dir: Path, expected: int, timeout_s: float
+) -> dict[str, Any]:
+    """A processor's restore of every partition into RocksDB stores: cold (empty stores), then
+    warm (the stores reopened, as after a restart or a re-assignment)."""
+    settings = ProcessorSettings(
+        bootstrap_servers=kafka.bootstrap_servers,
+        topic_prefix=kafka.topic_prefix,
+        partitions=kafka.partitions,
+    )
+    resources = StoreResources(settings.state_memory())
+    consumer = Consumer(settings.restore_config())
+    topic = kafka.topics.pull_requests
+    out: dict[str, Any] = {}
+    try:
+        cluster = consumer.list_topics(topic, 10.0).cluster_id or ""
+        for phase in ("cold", "warm"):
+            rss_before = _rss_bytes()
+            started = time.perf_counter()
+            states: dict[int, PartitionState] = {}
+            for p in range(kafka.partitions):
+                store, _ = SnapshotStore.open(
+                    state_dir / f"{topic}-{p}", StoreIdentity(cluster, topic, (p,)), resources
+                )
+                states[p] = StoredPartition(store, p, settings.state_cache_entries)
+            stats = restore_partitions(consumer, topic, states, timeout_s)
+            seconds = time.perf_counter() - started
+            restored = sum(s.count() for s in states.values())
+            rss_after = _rss_bytes()
+            for state in states.values():
+                state.close()
+            out[phase] = {
+                **_rates(f"processor_store_{phase}", restored, expected, seconds),
+                "records_replayed": stats.records,
+                "rss_growth_bytes_per_pull_request": round((rss_after - rss_before) / expected, 1),
+            }
+    finally:
+        consumer.close()
+    return out
+
+
+async def restore_read_model_store(
+    kafka: KafkaSettings, state_dir: Path, expected: int, timeout_s: float
+) -> dict[str, Any]:
+    """The gateway read model with a store: cold catch-up, RSS growth, then a warm restart, and
+    get/list latency from the warm one (cache hits: a working set of 1,000 ids; misses: ids
+    across all N with the entry cache at its default)."""
+    settings = ProcessorSettings()  # only for the state defaults shared with the gateway
+    resources = StoreResources(settings.state_memory())
+    state = ReadModelState(state_dir, resources, settings.state_cache_entries)
+    out: dict[str, Any] = {}
+    for phase in ("cold", "warm"):
+        rss_before = _rss_bytes()
+        model = ReadModel(kafka, state=state)
+        started = time.perf_counter()
+        await model.start()
+        try:
+            caught_up = await model.wait_caught_up(timeout_s)
+            seconds = time.perf_counter() - started
+            rss_after = _rss_bytes()
+            out[phase] = {
+                **_rates(f"gateway_store_{phase}", model.stats()["entities"], expected, seconds),
+                "caught_up": caught_up,
+                "records_replayed": model.stats()["records"],
+                "rss_growth_bytes_per_pull_request": round((rss_after - rss_before) / expected, 1),
+            }
+            if phase == "warm":
+                ids = [f"pr-{i:08d}" for i in range(expected)]
+                hot = ids[:1000]
+                _get_latency(model, hot, 2000)  # fill the cache
+                out["get_cache_hit"] = _get_latency(model, hot)
+                out["get_any"] = _get_latency(model, ids)
+                out["list_100"] = _list_latency(model)
+        finally:
+            await model.close()
+    return out
+
+
+async def read_model_memory_latency(
+    kafka: KafkaSettings, expected: int, timeout_s: float
+) -> dict[str, Any]:
+    """Today's in-memory read model: RSS growth per pull request and get/list latency."""
+    rss_before = _rss_bytes()
+    model = ReadModel(kafka)
+    await model.start()
+    try:
+        await model.wait_caught_up(timeout_s)
+        rss_after = _rss_bytes()
+        ids = [f"pr-{i:08d}" for i in range(expected)]
+        return {
+            "rss_growth_bytes_per_pull_request": round((rss_after - rss_before) / expected, 1),
+            "get_cache_hit": _get_latency(model, ids[:1000]),
+            "get_any": _get_latency(model, ids),
+            "list_100": _list_latency(model),
+        }
+    finally:
+        await model.close()
+
+
+def measure_stores(kafka: KafkaSettings, count: int, timeout_s: float = 900.0) -> dict[str, Any]:
+    """The state-store step on an already filled topic: processor and gateway, cold and warm,
+    and the in-memory read model's figures of the same run as the baseline (measured last, so
+    the stores' RSS growth is not hidden by memory the in-memory model freed)."""
+    with tempfile.TemporaryDirectory(prefix="prgate-bench-state-") as tmp:
+        processor = restore_processor_store(kafka, Path(tmp) / "processor", count, timeout_s)
+        log.info("restore_processor_store", extra={"result": processor})
+        gateway = asyncio.run(
+            restore_read_model_store(kafka, Path(tmp) / "gateway", count, timeout_s)
+        )
+        log.info("restore_read_model_store", extra={"result": gateway})
+    memory = asyncio.run(read_model_memory_latency(kafka, count, timeout_s))
+    log.info("read_model_memory", extra={"result": memory})
+    return {"processor": processor, "gateway": gateway, "gateway_in_memory": memory}

@@ -1,18 +1,22 @@
 """``prgate bench``: start a private stack and measure prgate against same-run baselines.
 
     prgate bench                 # default sizes (about 10 minutes)
-    prgate bench --quick         # at most 3 minutes, short steps, small restore and fan-out
+    prgate bench --quick         # about 5 minutes idle: short steps, small restore and fan-out
     prgate bench --long          # restore 1M pull requests, 10k watchers
     prgate bench --json FILE     # also write the JSON results to FILE
+    prgate bench --compare BASE.json            # run, then before (BASE) -> after per measure
+    prgate bench --compare BASE.json AFTER.json # only compare two saved runs
     prgate bench --env PRGATE_PROCESSOR_BATCH_MAX_WAIT_MS=2   # try a setting (processor,
                                  # gateway and Baseline A's replier all get it)
 
 Scenarios (all in one run, same broker): the command mix at a fixed ~100/s for prgate and
 both baselines; closed-loop concurrency steps and open-loop rate steps for each, each series
 stopping after the first step whose p99 passes 50 ms or that has errors; ACCEPTED mode with
-WatchCommand; the rejection path; K watchers; restore of N pull requests. Results go to
-``bench/results/<time>-<profile>/`` (results.json, results.md, latency_vs_throughput.png and
-the services' logs).
+WatchCommand; the rejection path; ghz (bench/ghz.py) for the round trip and the rejection
+path; the gateway with 1 and then N workers back to back; K watchers; restore of N pull
+requests; the audit archive's rate against a bare consumer and its commit-to-visible delay
+(bench/archive.py). Results go to ``bench/results/<time>-<profile>/`` (results.json,
+results.md, latency_vs_throughput.png and the services' logs).
 """
 
 from __future__ import annotations
@@ -29,121 +33,43 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
-
-from bench import machine, payloads, report
+from bench import archive as archive_bench
+from bench import compare, ghz, machine, report, targets
+from bench import held as held_bench
 from bench import restore as restore_bench
 from bench import watchers as watchers_bench
 from bench.loadgen import LoadPool
 from bench.plans import PLANS, Plan
 from bench.profile import Profiler
-from bench.steps import Step, Targets, step_summary
+from bench.runner import P99_LIMIT_MS, Runner, seed_unapproved, warm_up
+from bench.steps import Step, Targets
 from bench.system import (
+    ARCHIVE_PREFIX,
     BASELINE_PREFIX,
     PLAIN_PREFIX,
     RESTORE_PREFIX,
     ROOT,
     BenchSystem,
-    cpu_seconds,
 )
-from prgate.v1 import command_service_pb2_grpc as svc_grpc
+from prgate.observability import logs
 
-log = logging.getLogger("bench")
+log = logging.getLogger(__name__)
 
-P99_LIMIT_MS = 50.0
-SCENARIOS = ("fixed", "accepted", "closed", "open", "reject", "watchers", "restore")
+SCENARIOS = (
+    "fixed",
+    "accepted",
+    "closed",
+    "open",
+    "reject",
+    "workers",
+    "ghz",
+    "watchers",
+    "held",
+    "restore",
+    "archive",
+)
 SYSTEMS = ("prgate", "baseline_a", "baseline_a0", "baseline_b")
 KINDS = {"prgate": "mix", "baseline_a": "rr", "baseline_a0": "rr", "baseline_b": "mix"}
-
-
-class Runner:
-    """Runs steps on the pool and records them, with the CPU each component used."""
-
-    def __init__(self, plan: Plan, system: BenchSystem, pool: LoadPool, profiler: Profiler) -> None:
-        self.plan = plan
-        self.system = system
-        self.pool = pool
-        self.profiler = profiler
-        self.steps: list[dict[str, Any]] = []
-
-    def profile(self, name: str, seconds: float) -> None:
-        pids = self.system.pids()
-        wanted: dict[str, int] = {c: pids[c] for c in ("gateway", "processor") if c in pids}
-        self.profiler.start(name, wanted, seconds)
-
-    def _pids(self) -> dict[str, list[int]]:
-        pids = {name: [pid] for name, pid in self.system.pids().items()}
-        pids["loadgen"] = self.pool.pids
-        return pids
-
-    def step(self, step: Step) -> dict[str, Any]:
-        self.system.check_alive()
-        pids = self._pids()
-        before = {name: sum(cpu_seconds(p) for p in ps) for name, ps in pids.items()}
-        self.profile(step.name, step.duration_s)
-        started = time.perf_counter()
-        outcome = self.pool.run(step)
-        wall = time.perf_counter() - started
-        self.profiler.finish()
-        record = step_summary(step, outcome)
-        record["cpu_cores"] = {
-            name: round((sum(cpu_seconds(p) for p in ps) - before[name]) / wall, 3)
-            for name, ps in pids.items()
-        }
-        self.steps.append(record)
-        lat = record["latency_ms"]
-        print(
-            f"  {step.name:<34} {record['throughput']:>8.1f}/s  p50 {lat['p50']:7.2f}  "
-            f"p99 {lat['p99']:7.2f}  max {lat['max']:8.2f} ms  errors {record['errors']}",
-            flush=True,
-        )
-        return record
-
-    def escalate(self, system: str, kind: str, mode: str) -> None:
-        """Steps of rising load until p99 passes the limit or errors appear."""
-        plan = self.plan
-        values: Sequence[float] = plan.rates if mode == "open" else plan.concurrency
-        for value in values:
-            label = f"{value:g}/s" if mode == "open" else f"c={value:g}"
-            record = self.step(
-                Step(
-                    name=f"{system} {kind} {mode} {label}",
-                    system=system,
-                    kind=kind,
-                    mode=mode,
-                    rate=float(value) if mode == "open" else 0.0,
-                    concurrency=int(value) if mode == "closed" else 0,
-                    duration_s=plan.step_s,
-                    warmup_s=plan.warmup_s,
-                )
-            )
-            if record["errors"] or record["latency_ms"]["p99"] > P99_LIMIT_MS:
-                break
-
-    def fixed(self, system: str, kind: str, rate: float, **extra: Any) -> dict[str, Any]:
-        return self.step(
-            Step(
-                name=f"{system} {kind} fixed {rate:g}/s",
-                system=system,
-                kind=kind,
-                mode="open",
-                rate=rate,
-                duration_s=self.plan.step_s,
-                warmup_s=self.plan.warmup_s,
-                **extra,
-            )
-        )
-
-
-def seed_unapproved(gateway: str, count: int) -> tuple[str, ...]:
-    """Open ``count`` pull requests (COMPLETED) that nobody approves: merges get refused."""
-    ids = []
-    with grpc.insecure_channel(gateway) as channel:
-        stub = svc_grpc.PullRequestCommandServiceStub(channel)
-        for n in range(count):
-            response = stub.OpenPullRequest(payloads.open_request(1000, n), timeout=10.0)
-            ids.append(response.receipt.pull_request_id)
-    return tuple(ids)
 
 
 def run(
@@ -245,19 +171,51 @@ def run(
                     if system_name not in systems:
                         continue
                     results["rejection"][system_name].append(
-                        runner.step(
-                            Step(
-                                name=f"{system_name} reject closed c={concurrency}",
-                                system=system_name,
-                                kind="reject",
-                                mode="closed",
-                                concurrency=concurrency,
-                                duration_s=plan.step_s,
-                                warmup_s=plan.warmup_s,
-                                reject_ids=ids,
-                            )
-                        )
+                        runner.reject(system_name, concurrency, ids)
                     )
+        if "ghz" in only and {"prgate", "baseline_b"} <= set(systems):
+            print("ghz (Go load generator, descriptor set): round trip and rejection path")
+            ids = seed_unapproved(system.gateway_target, plan.seed_prs)
+            results["ghz"] = ghz.measure(
+                system.gateway_target, system.echo_target, ids, plan.step_s
+            )
+            print(f"  {results['ghz']}")
+        if "workers" in only and "prgate" in systems:
+            many = plan.gateway_workers
+            print(f"gateway with 1, then {many} worker processes (--workers), back to back")
+            ids = seed_unapproved(system.gateway_target, plan.seed_prs)
+            first = len(runner.steps)
+            results["workers"] = {"gateway_workers": many, "pairs": [], "watchers": {}}
+            for workers in (1, many):
+                system.restart_gateway(workers)
+                warm_up(pool, plan)  # the generator's channels reconnect, the workers warm up
+                suffix = f" workers={workers}"
+                runner.step(
+                    Step(
+                        name=f"prgate mix closed c={plan.workers_concurrency}{suffix}",
+                        system="prgate",
+                        kind="mix",
+                        mode="closed",
+                        concurrency=plan.workers_concurrency,
+                        duration_s=plan.step_s,
+                        warmup_s=plan.warmup_s,
+                    )
+                )
+                runner.reject("prgate", max(plan.reject_concurrency), ids, suffix)
+                if "watchers" in only:  # the fan-out spread over the workers' event loops
+                    results["workers"]["watchers"][workers] = watchers_bench.measure(
+                        pool,
+                        system.gateway_target,
+                        system.kafka(),
+                        plan.watchers,
+                        plan.watch_updates,
+                    )
+            names = [s["name"] for s in runner.steps[first:]]
+            results["workers"]["steps"] = names
+            half = len(names) // 2
+            results["workers"]["pairs"] = list(zip(names[:half], names[half:], strict=True))
+            system.restart_gateway(1)
+            warm_up(pool, plan)
         results["steps"] = runner.steps
         if "watchers" in only:
             print(f"{plan.watchers} watchers, {plan.watch_updates} versions")
@@ -271,10 +229,31 @@ def run(
             profiler.finish()
             results["watchers"]["single"] = single
             print(f"  {results['watchers']}")
+        if "held" in only:
+            print(f"{plan.held_waves} waves of {plan.held_wave} calls held by a frozen processor")
+            pids = system.pids()
+            results["held"] = held_bench.measure(
+                system.gateway_target,
+                pids["gateway"],
+                pids["processor"],
+                plan.held_waves,
+                plan.held_wave,
+            )
+            print(f"  {results['held']}")
         if "restore" in only:
             print(f"restore of {plan.restore_n} pull requests")
             results["restore"] = restore_bench.measure(system.kafka(RESTORE_PREFIX), plan.restore_n)
             print(f"  {results['restore']}")
+        if "archive" in only:
+            print(f"audit archive of {plan.archive_n} records, then commit-to-visible delays")
+            results["archive"] = archive_bench.measure(
+                system.kafka(ARCHIVE_PREFIX),
+                out_dir / "work",
+                system._env(ARCHIVE_PREFIX),
+                plan.archive_n,
+                plan.archive_live_s,
+            )
+            print(f"  {results['archive']}")
         results["settings"] = report.effective_settings(system, env)
         if profiler.summaries:
             results["profiles"] = profiler.summaries
@@ -291,12 +270,28 @@ def run(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prgate bench", description=__doc__.split("\n")[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="a run of at most 3 minutes")
+    size.add_argument(
+        "--quick", action="store_true", help="short steps: about 5 minutes on an idle machine"
+    )
     size.add_argument("--long", action="store_true", help="1M restore, 10k watchers")
     size.add_argument("--smoke", action="store_true", help="seconds-long run with tiny sizes")
     parser.add_argument("--json", type=Path, help="also write the JSON results here")
     parser.add_argument("--out", type=Path, help="output directory (default bench/results/…)")
     parser.add_argument("--workers", type=int, help="load generator processes")
+    parser.add_argument(
+        "--restore-n",
+        type=int,
+        help="pull requests of the restore and state-store step (default: the plan's; "
+        "--long 1M; 10M to check memory per pull request at scale)",
+    )
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="BASE.json: print before -> after of every measure after the run; "
+        "BASE.json AFTER.json: compare two saved runs without running",
+    )
     parser.add_argument(
         "--only", help=f"comma-separated scenarios to run (default all: {','.join(SCENARIOS)})"
     )
@@ -322,12 +317,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``prgate bench``."""
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.compare and len(args.compare) > 2:
+        parser.error("--compare takes BASE.json, or BASE.json AFTER.json")
+    if args.compare and len(args.compare) == 2:
+        before, after = (json.loads(path.read_text()) for path in args.compare)
+        print(compare.table(before, after))
+        return 0
+    logs.configure("WARNING")
     name = "quick" if args.quick else "long" if args.long else "smoke" if args.smoke else "default"
     plan = PLANS[name]
     if args.workers:
         plan = replace(plan, workers=args.workers)
+    if args.restore_n:
+        plan = replace(plan, restore_n=args.restore_n)
     only = [s.strip() for s in (args.only or ",".join(SCENARIOS)).split(",") if s.strip()]
     unknown = set(only) - set(SCENARIOS)
     if unknown:
@@ -339,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = args.out or ROOT / "bench" / "results" / f"{stamp}-{name}"
     out_dir.mkdir(parents=True, exist_ok=True)
     results = run(plan, out_dir, env, only, systems=systems, profile=args.profile)
-    report.finish(results)
+    targets.finish(results)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -349,6 +353,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot = report.plot(results, out_dir / "latency_vs_throughput.png")
     print(markdown)
     print(f"results: {out_dir / 'results.json'}, {out_dir / 'results.md'}, plot: {plot}")
+    if args.compare:
+        comparison = compare.table(json.loads(args.compare[0].read_text()), results)
+        (out_dir / "compare.md").write_text(comparison)
+        print(comparison)
+        print(f"comparison: {out_dir / 'compare.md'}")
     return 0
 
 

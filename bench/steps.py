@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.stats import summarize
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka.settings import KafkaSettings
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class Outcome:
     cpu_s: float = 0.0
     arrivals: dict[int, list[float]] = field(default_factory=dict)
     subscribed: int = 0
+    # Closed loop: the sum over callers of calls started / the caller's window (calls/s).
+    closed_rate: float = 0.0
 
     def merge(self, other: Outcome) -> None:
         self.latencies += other.latencies
@@ -60,6 +62,7 @@ class Outcome:
         for version, times in other.arrivals.items():
             self.arrivals.setdefault(version, []).extend(times)
         self.subscribed += other.subscribed
+        self.closed_rate += other.closed_rate
 
 
 def step_summary(step: Step, outcome: Outcome) -> dict[str, Any]:
@@ -67,6 +70,12 @@ def step_summary(step: Step, outcome: Outcome) -> dict[str, Any]:
     window = max(1e-9, step.duration_s - step.warmup_s)
     ok = len(outcome.latencies)
     errors = sum(outcome.errors.values())
+    # Closed loop: each caller's calls over its own window, scaled to the successful ones.
+    started = ok + errors
+    if step.mode == "closed" and outcome.closed_rate and started:
+        throughput = outcome.closed_rate * ok / started
+    else:
+        throughput = ok / window
     record: dict[str, Any] = {
         "name": step.name,
         "system": step.system,
@@ -78,7 +87,7 @@ def step_summary(step: Step, outcome: Outcome) -> dict[str, Any]:
         "ok": ok,
         "errors": errors,
         "error_codes": dict(outcome.errors),
-        "throughput": round(ok / window, 1),
+        "throughput": round(throughput, 1),
         "latency_ms": summarize(outcome.latencies),
         "loadgen_cpu_ms_per_call": round(outcome.cpu_s * 1000 / max(1, ok + errors), 3),
     }

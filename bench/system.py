@@ -21,17 +21,18 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from prgate.kafka_settings import KafkaSettings
-from prgate.local_kafka import LocalKafka
-from processor.topics import ensure_topics
+from prgate.kafka.local import LocalKafka
+from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.topics import ensure_topics
 
-log = logging.getLogger("bench.system")
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 PRGATE_PREFIX = "bench."
 BASELINE_PREFIX = "bench-baseline."
 PLAIN_PREFIX = "bench-baseline-plain."
 RESTORE_PREFIX = "bench-restore."
+ARCHIVE_PREFIX = "bench-archive."
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -50,6 +51,29 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     # After the ")" the fields start at 3 (state): utime is field 14, stime 15.
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, their children, ...), from /proc; may be empty.
+
+    A ``--workers``/``--instances`` service's CPU is that of its supervisor plus these.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 @dataclass
@@ -97,11 +121,18 @@ class Child:
             return "(no log)"
 
 
-def wait_serving(target: str, child: Child, timeout: float = 120.0) -> None:
-    """Wait until the gRPC health service at ``target`` reports SERVING."""
+def wait_serving(
+    target: str, child: Child, timeout: float = 120.0, *, fresh_connection: bool = False
+) -> None:
+    """Wait until the gRPC health service at ``target`` reports SERVING.
+
+    ``fresh_connection``: on a TCP connection of its own (with ``--workers``, the kernel picks
+    the worker per connection).
+    """
     deadline = time.monotonic() + timeout
     last = "no answer"
-    with grpc.insecure_channel(target) as channel:
+    options = [("grpc.use_local_subchannel_pool", 1)] if fresh_connection else []
+    with grpc.insecure_channel(target, options=options) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if not child.alive():
@@ -199,6 +230,19 @@ class BenchSystem:
         wait_serving(self.gateway_target, gateway)
         wait_serving(self.echo_target, echo)
 
+    def restart_gateway(self, workers: int) -> None:
+        """Stop the gateway and start it again on the same port with ``workers`` processes."""
+        self.children["gateway"].stop()
+        gateway = self._child(
+            "gateway",
+            [sys.executable, "-m", "gateway"],
+            self._env()
+            | {"PRGATE_LISTEN": self.gateway_target, "PRGATE_GATEWAY_WORKERS": str(workers)},
+        )
+        # Every worker, not just the one a channel lands on: fresh connections spread over them.
+        for _ in range(4 * workers):
+            wait_serving(self.gateway_target, gateway, fresh_connection=True)
+
     def pids(self) -> dict[str, int]:
         """Component name to pid, for CPU accounting."""
         pids = {name: child.pid for name, child in self.children.items() if child.alive()}
@@ -216,6 +260,6 @@ class BenchSystem:
             try:
                 child.stop()
             except Exception:
-                log.exception("event=bench_child_stop_failed name=%s", child.name)
+                log.exception("bench_child_stop_failed", extra={"child": child.name})
         if self.broker is not None:
             self.broker.stop()

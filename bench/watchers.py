@@ -28,11 +28,11 @@ from bench import payloads
 from bench.loadgen import LoadPool
 from bench.stats import summarize
 from bench.steps import Step
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka import codec
+from prgate.kafka.settings import KafkaSettings
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1 import command_service_pb2_grpc as svc_grpc
 from prgate.v1 import commands_pb2
-from prgate.v1.pull_request_pb2 import PullRequest
 
 
 class VisibleVersions:
@@ -68,8 +68,9 @@ class VisibleVersions:
                 messages += self._consumer.consume(100, 0)
             for msg in messages:
                 if msg.error() is None and msg.key() == self._key:
-                    version = PullRequest.FromString(msg.value() or b"").version
-                    self.seen.setdefault(version, time.time())
+                    snapshot = codec.decode_snapshot(msg.key(), msg.value(), msg.headers())
+                    if snapshot is not None:
+                        self.seen.setdefault(snapshot.version, time.time())
 
     def close(self) -> None:
         self._stop.set()

@@ -7,17 +7,19 @@ otherwise it ends UNAUTHENTICATED with ErrorInfo details. A command whose actor 
 the caller's principal ends PERMISSION_DENIED, unless the caller has a role that may act for
 others. Queries and WatchCommand need only a valid token.
 
-The interceptor sets the caller's principal in a context variable for the duration of the call,
-and :func:`caller_of` reads it: CommandService stamps it into ``CommandEnvelope.caller`` and
-scopes idempotency keys with it.
+The token is checked on the call's metadata, before its request is read, so calls without a
+valid token hold no resources (:func:`refusing_handler`). The interceptor sets the caller's
+principal in a context variable for the call, and :func:`caller_of` reads it: CommandService
+stamps it into ``CommandEnvelope.caller`` and scopes idempotency keys with it. A token removed
+from the token file also ends the streams it opened, UNAUTHENTICATED with reason
+``TOKEN_REVOKED`` (:func:`revoked`; gateway/security.py watches the file).
 """
 
 from __future__ import annotations
 
 import contextvars
-import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -25,9 +27,10 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2
 
 from gateway import errors
-from gateway.auth_tokens import Principal, TokenStore
+from gateway.auth_tokens import Principal, TokenStore, token_digest
+from gateway.handlers import guarded
 
-log = logging.getLogger("prgate.gateway.auth")
+log = logging.getLogger(__name__)
 
 AUTHORIZATION_METADATA = "authorization"
 BEARER = "bearer"
@@ -44,11 +47,18 @@ ACTOR_FIELDS = ("author", "reviewer", "merged_by_user", "actor", "changed_by")
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "prgate_principal", default=None
 )
+_token: contextvars.ContextVar[str | None] = contextvars.ContextVar("prgate_token", default=None)
 
 
 def current_principal() -> Principal | None:
     """The principal of the call being served, when authentication is on."""
     return _principal.get()
+
+
+def current_token_digest() -> str | None:
+    """The SHA-256 digest of the call's bearer token, when authentication is on (the tag of
+    its streams in :class:`gateway.streams.OpenStreams`, to end them when it is revoked)."""
+    return _token.get()
 
 
 def caller_of(context: Any) -> str:
@@ -143,49 +153,50 @@ def authorize(principal: Principal, request: Any) -> None:
             )
 
 
-Behavior = Callable[..., Any]
+def revoked() -> errors.GatewayError:
+    """How a stream ends when the token that opened it is no longer in the token file."""
+    return unauthenticated(
+        "TOKEN_REVOKED", "the bearer token of this call was removed from the token file"
+    )
 
 
-async def _finish(result: Any) -> Any:
-    return await result if inspect.isawaitable(result) else result
+def _log_refusal(method: str, exc: errors.GatewayError, context: Any) -> None:
+    info = errors.details_of(exc.status).get("ErrorInfo")
+    log.info(
+        "call_refused",
+        extra={
+            "method": method,
+            "code": exc.code.name,
+            "reason": getattr(info, "reason", ""),
+            "peer": context.peer(),
+        },
+    )
 
 
-def _guarded(inner: Behavior, check: Callable[[Any, Any], Awaitable[Principal]]) -> Behavior:
-    """``inner`` (unary response) behind ``check``, with the principal set while it runs."""
+def refusing_handler(method: str, exc: errors.GatewayError) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
+    """A handler that ends the call with ``exc`` without reading its request.
 
-    async def behavior(request: Any, context: Any) -> Any:
-        principal = await check(request, context)
-        reset = _principal.set(principal)
-        try:
-            return await _finish(inner(request, context))
-        finally:
-            _principal.reset(reset)
+    grpc.aio reads the request message of a unary-request handler before it calls the
+    behavior, so a call that sends headers and never a body would hold its slot (of
+    ``maximum_concurrent_rpcs``) for good. A request-streaming handler is called at once with
+    a lazy request iterator, which this one never reads; the cardinality on the wire is the
+    client's business, the status ends the call either way.
+    """
 
-    return behavior
+    async def refuse(_requests: Any, context: Any) -> None:
+        _log_refusal(method, exc, context)
+        await errors.abort(context, exc)
 
-
-def _guarded_stream(
-    inner: Behavior, check: Callable[[Any, Any], Awaitable[Principal]]
-) -> Callable[[Any, Any], AsyncIterator[Any]]:
-    """``inner`` (streaming response) behind ``check``, with the principal set while it runs."""
-
-    async def behavior(request: Any, context: Any) -> AsyncIterator[Any]:
-        principal = await check(request, context)
-        # Each call runs in its own task (own context copy), so the value cannot leak to
-        # another call; an async generator may finish in another context, so no reset.
-        _principal.set(principal)
-        result = inner(request, context)
-        if inspect.isasyncgen(result):
-            async for item in result:
-                yield item
-        else:  # a handler that writes with context.write()
-            await _finish(result)
-
-    return behavior
+    return grpc.stream_unary_rpc_method_handler(refuse)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Authenticates every call outside :data:`OPEN_SERVICES` and authorizes commands."""
+    """Authenticates every call outside :data:`OPEN_SERVICES` and authorizes commands.
+
+    Authentication happens on the call's metadata, before its request is read: a call without
+    a valid token is refused at once (:func:`refusing_handler`). Authorization needs the
+    request, so it happens once the request arrived.
+    """
 
     def __init__(self, tokens: TokenStore, open_services: frozenset[str] = OPEN_SERVICES) -> None:
         self._tokens = tokens
@@ -196,58 +207,34 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],  # type: ignore[type-arg]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
-        handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or service_of(method) in self._open:
-            return handler
-        # Authenticate here, before the request is read; authorize once it is.
+        if service_of(method) in self._open:
+            return await continuation(handler_call_details)
         try:
-            principal: Principal | errors.GatewayError = authenticate(
-                self._tokens, handler_call_details.invocation_metadata
-            )
+            token = bearer_token(handler_call_details.invocation_metadata)
+            principal = self._tokens.authenticate(token)
+            if principal is None:
+                raise unauthenticated("INVALID_TOKEN", "the bearer token is not valid")
         except errors.GatewayError as exc:
-            principal = exc
+            # Not even looking the method up: an unknown one is no business of an anonymous
+            # caller either.
+            return refusing_handler(method, exc)
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        digest = token_digest(token)
+        authorize_request = not handler.request_streaming
 
-        async def check(request: Any, context: Any) -> Principal:
-            found = principal
+        async def check(request: Any, context: Any) -> None:
             try:
-                if isinstance(found, errors.GatewayError):
-                    raise found
-                if not handler.request_streaming:
-                    authorize(found, request)
-                return found
+                if authorize_request:
+                    authorize(principal, request)
             except errors.GatewayError as exc:
-                info = errors.details_of(exc.status).get("ErrorInfo")
-                log.info(
-                    "call_refused method=%s code=%s reason=%s peer=%s",
-                    method,
-                    exc.code.name,
-                    getattr(info, "reason", ""),
-                    context.peer(),
-                )
+                _log_refusal(method, exc, context)
                 await errors.abort(context, exc)
+            # Each call runs in its own task (its own context copy): the values cannot leak
+            # to another call.
+            _principal.set(principal)
+            _token.set(digest)
 
-        return _rewrap(handler, check)
-
-
-def _rewrap(
-    handler: grpc.RpcMethodHandler,  # type: ignore[type-arg]
-    check: Callable[[Any, Any], Awaitable[Principal]],
-) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
-    codecs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(_guarded(handler.unary_unary, check), **codecs)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
-            _guarded_stream(handler.unary_stream, check), **codecs
-        )
-    # Client-streaming methods: authentication only (no prgate method streams requests).
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(_guarded(handler.stream_unary, check), **codecs)
-    assert handler.stream_stream is not None
-    return grpc.stream_stream_rpc_method_handler(
-        _guarded_stream(handler.stream_stream, check), **codecs
-    )
+        return guarded(handler, check)

@@ -18,8 +18,9 @@ unknown role is an error, so a typo cannot silently grant or withhold a right.
 
 In memory only digests are kept. Nothing here logs or puts a token into an exception message.
 The store reloads the file when its modification time, size or inode changes (checked at most
-every ``check_interval_s`` on a call) and on :meth:`TokenStore.reload` (SIGHUP). A file that
-fails to load at start is fatal; a bad file on reload is logged and the previous tokens stay.
+every ``check_interval_s`` on a call, and by the gateway's watcher task in between) and on
+:meth:`TokenStore.reload` (SIGHUP); listeners hear of each reload. A file that fails to load at
+start is fatal; a bad file on reload is logged and the previous tokens stay.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("prgate.gateway.auth")
+log = logging.getLogger(__name__)
 
 ROLE_ADMIN = "admin"
 ROLE_ACT_AS_ANY = "act-as-any"
@@ -175,6 +176,7 @@ class TokenStore:
         self._table: dict[str, Principal] = {}
         self._signature: tuple[int, int, int] | None = None
         self._last_check = clock()
+        self._listeners: list[Callable[[], None]] = []
         self.reloads = 0
         self.reload_errors = 0
         try:
@@ -197,15 +199,20 @@ class TokenStore:
         self._signature = _signature(st)
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             log.warning(
-                "auth_token_file_permissions path=%s mode=%o hint=readable_by_others_chmod_600",
-                self.path,
-                stat.S_IMODE(st.st_mode),
+                "auth_token_file_permissions",
+                extra={
+                    "path": self.path,
+                    "mode": f"{stat.S_IMODE(st.st_mode):o}",
+                    "hint": "readable_by_others_chmod_600",
+                },
             )
         log.info(
-            "auth_tokens_loaded path=%s tokens=%d principals=%d",
-            self.path,
-            len(table),
-            len({p.name for p in table.values()}),
+            "auth_tokens_loaded",
+            extra={
+                "path": self.path,
+                "tokens": len(table),
+                "principals": len({p.name for p in table.values()}),
+            },
         )
 
     def reload(self) -> bool:
@@ -215,10 +222,27 @@ class TokenStore:
             self._load()
         except (OSError, TokenFileError) as exc:
             self.reload_errors += 1
-            log.error("auth_tokens_reload_failed path=%s error=%s kept=previous", self.path, exc)
+            log.error(
+                "auth_tokens_reload_failed",
+                extra={"path": self.path, "error": exc, "kept": "previous"},
+            )
             return False
         self.reloads += 1
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # one listener's bug must not keep the new tokens from the rest
+                log.exception("auth_tokens_listener_failed", extra={"path": self.path})
         return True
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after every successful reload (for example to end the streams
+        of tokens that are gone; :meth:`knows` tells)."""
+        self._listeners.append(callback)
+
+    def knows(self, digest: str) -> bool:
+        """True while a token with this hex SHA-256 :func:`token_digest` is in the file."""
+        return digest in self._table
 
     def reload_if_changed(self) -> bool:
         """Reload when the file's mtime, size or inode differs from the loaded one."""
@@ -227,7 +251,7 @@ class TokenStore:
             current = _signature(os.stat(self.path))
         except OSError as exc:
             # A file being replaced may be missing for a moment; keep what we have.
-            log.warning("auth_token_file_unreadable path=%s error=%s", self.path, exc)
+            log.warning("auth_token_file_unreadable", extra={"path": self.path, "error": exc})
             return False
         if current == self._signature:
             return False

@@ -1,10 +1,8 @@
-"""The eight command RPCs as data: request type, envelope field and default response mode."""
+"""The eight command RPCs as data: envelope field and default response mode."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from google.protobuf.message import Message
 
 from prgate.v1 import command_service_pb2 as svc
 
@@ -19,7 +17,6 @@ class CommandSpec:
     rpc: str
     # Name of the CommandEnvelope oneof field that carries this command.
     envelope_field: str
-    response_type: type[Message]
     # Mode used when the request says RESPONSE_MODE_UNSPECIFIED.
     default_mode: int
     # OpenPullRequest has no pull_request_id: the gateway assigns it.
@@ -29,34 +26,15 @@ class CommandSpec:
 SPECS: dict[str, CommandSpec] = {
     spec.rpc: spec
     for spec in (
-        CommandSpec(
-            "OpenPullRequest", "open_pull_request", svc.OpenPullRequestResponse, COMPLETED, True
-        ),
-        CommandSpec(
-            "ChangePullRequestTitle",
-            "change_pull_request_title",
-            svc.ChangePullRequestTitleResponse,
-            COMPLETED,
-        ),
-        CommandSpec(
-            "ApprovePullRequest", "approve_pull_request", svc.ApprovePullRequestResponse, COMPLETED
-        ),
-        CommandSpec(
-            "RecordCheckResult", "record_check_result", svc.RecordCheckResultResponse, COMPLETED
-        ),
+        CommandSpec("OpenPullRequest", "open_pull_request", COMPLETED, creates=True),
+        CommandSpec("ChangePullRequestTitle", "change_pull_request_title", COMPLETED),
+        CommandSpec("ApprovePullRequest", "approve_pull_request", COMPLETED),
+        CommandSpec("RecordCheckResult", "record_check_result", COMPLETED),
         # Merge and revert are the long-running commands: by default the caller gets the
         # receipt once the command is durable and follows it with WatchCommand.
-        CommandSpec(
-            "MergePullRequest", "merge_pull_request", svc.MergePullRequestResponse, ACCEPTED
-        ),
-        CommandSpec(
-            "ClosePullRequest", "close_pull_request", svc.ClosePullRequestResponse, COMPLETED
-        ),
-        CommandSpec(
-            "ReopenPullRequest", "reopen_pull_request", svc.ReopenPullRequestResponse, COMPLETED
-        ),
-        CommandSpec(
-            "RevertPullRequest", "revert_pull_request", svc.RevertPullRequestResponse, ACCEPTED
-        ),
+        CommandSpec("MergePullRequest", "merge_pull_request", ACCEPTED),
+        CommandSpec("ClosePullRequest", "close_pull_request", COMPLETED),
+        CommandSpec("ReopenPullRequest", "reopen_pull_request", COMPLETED),
+        CommandSpec("RevertPullRequest", "revert_pull_request", ACCEPTED),
     )
 }

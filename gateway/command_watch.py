@@ -9,15 +9,13 @@ command was accepted somewhere. An id no result arrives for within the wait is N
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from google.rpc import code_pb2
 
-from gateway import errors
-from gateway.command_requests import MAX_ID_LENGTH, receipt_for, reply_budget
+from gateway import refusals
+from gateway.command_requests import MAX_ID_LENGTH, CallContext, receipt_for, reply_budget
 from gateway.idempotency import IdempotencyTable
-from gateway.ports import ResultSource
-from gateway.reply_router import TooManyWaiting
+from gateway.ports import ResultSource, TooManyWaiting
 from gateway.settings import GatewaySettings
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1 import outcome_pb2
@@ -33,10 +31,14 @@ class CommandWatch:
         self._results = results
         self._accepted = accepted
 
-    async def watch(self, command_id: str, context: Any) -> AsyncIterator[svc.CommandReceipt]:
-        """ACCEPTED (when known), then the terminal state; errors as GatewayError."""
+    async def watch(self, command_id: str, call: CallContext) -> AsyncIterator[svc.CommandReceipt]:
+        """ACCEPTED (when known), then the terminal state; a Refusal when it cannot tell.
+
+        Waits at most until just before the call's deadline (``default_wait_s`` without one,
+        ``unknown_command_wait_s`` for a command this gateway did not accept).
+        """
         if not command_id or len(command_id) > MAX_ID_LENGTH:
-            raise errors.invalid_argument(
+            raise refusals.invalid_argument(
                 "command_id",
                 "INVALID_COMMAND_ID",
                 f"command_id must be 1 to {MAX_ID_LENGTH} characters",
@@ -58,33 +60,33 @@ class CommandWatch:
                 if known_here
                 else self._settings.unknown_command_wait_s
             )
-            budget = reply_budget(context, default)
+            budget = reply_budget(call.time_remaining(), default)
             try:
                 async with self._results.waiting(command_id) as waiter:
                     result = await waiter.result(budget)
             except TooManyWaiting as exc:
-                raise errors.error(
+                raise refusals.error(
                     code_pb2.RESOURCE_EXHAUSTED,
                     "too many calls are waiting for results on this gateway; retry later",
-                    errors.error_info("TOO_MANY_WAITING", command_id=command_id),
-                    errors.retry_after(1.0),
+                    refusals.error_info("TOO_MANY_WAITING", command_id=command_id),
+                    refusals.retry_after(1.0),
                 ) from exc
             if result is None:
                 if known_here:
-                    raise errors.error(
+                    raise refusals.error(
                         code_pb2.DEADLINE_EXCEEDED,
                         f"command {command_id} has not completed yet; watch it again",
-                        errors.error_info(
+                        refusals.error_info(
                             "RESULT_NOT_IN_TIME",
                             command_id=command_id,
                             pull_request_id=pull_request_id,
                         ),
                     )
-                raise errors.error(
+                raise refusals.error(
                     code_pb2.NOT_FOUND,
                     f"no result for command {command_id}: it was not accepted, or its result"
                     " is older than this gateway remembers",
-                    errors.error_info("UNKNOWN_COMMAND", command_id=command_id),
+                    refusals.error_info("UNKNOWN_COMMAND", command_id=command_id),
                 )
             if not known_here:
                 accepted.pull_request_id = result.pull_request_id

@@ -1,34 +1,45 @@
 """Command ids, idempotency keys and the commands this gateway still waits on.
 
-The same idempotency key from the same caller always maps to the same command id (a UUIDv5),
-on every gateway; the processor recognises a command id it has handled and answers it again
-without new events. This module also remembers, per gateway, what each key was used for, so
-reusing a key for a different command is refused with ALREADY_EXISTS.
+The same idempotency key from the same caller for the same pull request always maps to the
+same command id, on every gateway (:mod:`prgate.kafka.command_ids`: the key gives the id's
+base, the pull request its tag); the processor recognises a command id it has handled and
+answers it again without new events. This module also remembers, per gateway, what each key was
+used for, so reusing a key for a different command, on the same pull request or another one, is
+refused with ALREADY_EXISTS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
-_COMMAND_NAMESPACE = uuid.UUID("6f1d2b8e-8c1e-4d47-9a0b-2f6f3c1d7a10")
+from prgate.kafka import command_ids
 
 
-def new_command_id() -> str:
-    return uuid.uuid4().hex
+def new_command_id(pull_request_id: str) -> str:
+    """A fresh command id for a call without an idempotency key on ``pull_request_id``."""
+    return command_ids.bind(command_ids.new_base(), pull_request_id)
 
 
-def command_id_for_key(caller: str, idempotency_key: str) -> str:
-    """The command id of an idempotency key: stable for the same caller and key."""
-    return uuid.uuid5(_COMMAND_NAMESPACE, f"{caller}\x1f{idempotency_key}").hex
+def command_id_for_key(caller: str, idempotency_key: str, pull_request_id: str) -> str:
+    """The command id of an idempotency key on ``pull_request_id``: stable for the same caller,
+    key and pull request."""
+    return command_ids.bind(command_ids.key_base(caller, idempotency_key), pull_request_id)
 
 
-def pull_request_id_for(command_id: str) -> str:
-    """OpenPullRequest's new id, derived from the command id so a retried open creates one PR."""
-    return f"pr-{command_id}"
+def open_ids_for_key(caller: str, idempotency_key: str) -> tuple[str, str]:
+    """``(command id, pull request id)`` of an OpenPullRequest sent with an idempotency key."""
+    base = command_ids.key_base(caller, idempotency_key)
+    pull_request_id = command_ids.opened_pull_request_id(base)
+    return command_ids.bind(base, pull_request_id), pull_request_id
+
+
+def pull_request_id_for(base: str) -> str:
+    """OpenPullRequest's new id, derived from its command id's base so a retried open creates
+    one pull request (``pr-<base>``)."""
+    return command_ids.opened_pull_request_id(base)
 
 
 @dataclass
@@ -39,11 +50,14 @@ class KeyUse:
 
 
 class IdempotencyTable:
-    """Bounded LRU of command id -> what it was used for on this gateway."""
+    """Bounded LRU of command id -> what it was used for on this gateway, and of command id
+    base -> the command id that used it (:meth:`id_of_base`), so one idempotency key used for
+    two pull requests (two command ids, one base) is told apart from two keys."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._uses: OrderedDict[str, KeyUse] = OrderedDict()
+        self._bases: OrderedDict[str, str] = OrderedDict()
 
     def get(self, command_id: str) -> KeyUse | None:
         use = self._uses.get(command_id)
@@ -56,6 +70,22 @@ class IdempotencyTable:
         self._uses.move_to_end(command_id)
         while len(self._uses) > self._capacity:
             self._uses.popitem(last=False)
+        self.saw(command_id)
+
+    def saw(self, command_id: str) -> None:
+        """Remember that ``command_id`` was used (accepted here, or a result seen from any
+        gateway); the first id of a base is kept."""
+        base = command_ids.base_of(command_id)
+        if base is None:
+            return
+        self._bases.setdefault(base, command_id)
+        self._bases.move_to_end(base)
+        while len(self._bases) > self._capacity:
+            self._bases.popitem(last=False)
+
+    def id_of_base(self, base: str) -> str | None:
+        """The command id this gateway saw first with ``base`` (recently), or None."""
+        return self._bases.get(base)
 
     def __len__(self) -> int:
         return len(self._uses)
@@ -94,6 +124,8 @@ class PendingCommands:
         self._by_pr: dict[str, dict[str, float]] = {}
         self._pr_of: dict[str, str] = {}
         self._idle: dict[str, asyncio.Event] = {}
+        # wait_idle calls that found an earlier command pending and waited for it.
+        self.waits = 0
 
     def add(self, pull_request_id: str, command_id: str) -> None:
         self._by_pr.setdefault(pull_request_id, {})[command_id] = time.monotonic() + self._ttl_s
@@ -130,6 +162,7 @@ class PendingCommands:
         if not self.has_pending(pull_request_id):
             return True
         event = self._idle[pull_request_id]
+        self.waits += 1
         try:
             await asyncio.wait_for(event.wait(), timeout=max(0.0, timeout))
         except TimeoutError:

@@ -9,13 +9,14 @@ outermost interceptor, so nothing else ever sees the marker.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from gateway import errors
+from gateway.handlers import guarded
 
 
 class _Malformed:
@@ -43,7 +44,11 @@ def _refusal(method: str) -> errors.GatewayError:
 
 
 class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Wraps unary-request handlers; leaves streaming-request handlers (reflection) alone."""
+    """Wraps unary-request handlers; leaves streaming-request handlers (reflection) alone.
+
+    Works for every response kind, ours and the libraries' (gateway/handlers.py): the health
+    service's ``Watch`` writes with ``context.write()`` and must stay a coroutine.
+    """
 
     async def intercept_service(
         self,
@@ -62,25 +67,8 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[t
             except (DecodeError, ValueError, TypeError):
                 return MALFORMED
 
-        codecs = {
-            "request_deserializer": safe_decode,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            async def unary(request: Any, context: Any) -> Any:
-                if request is MALFORMED:
-                    await errors.abort(context, _refusal(method))
-                return await inner(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(unary, **codecs)
-        inner_stream: Any = handler.unary_stream
-
-        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+        async def refuse_malformed(request: Any, context: Any) -> None:
             if request is MALFORMED:
                 await errors.abort(context, _refusal(method))
-            async for item in inner_stream(request, context):
-                yield item
 
-        return grpc.unary_stream_rpc_method_handler(stream, **codecs)
+        return guarded(handler, refuse_malformed, request_deserializer=safe_decode)

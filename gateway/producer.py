@@ -18,15 +18,13 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from prgate.kafka_settings import KafkaSettings
+from gateway.ports import AckTimeout, KafkaUnavailable
+from prgate.kafka import codec
+from prgate.kafka.settings import KafkaSettings
+from prgate.observability import logs
 from prgate.v1.commands_pb2 import CommandEnvelope
-from processor.contract import (
-    HEADER_CORRELATION_ID,
-    HEADER_MESSAGE_TYPE,
-    HEADER_REPLY_TO,
-    HEADER_TRACEPARENT,
-    TYPE_COMMAND_ENVELOPE,
-)
+
+__all__ = ["AckTimeout", "CommandProducer", "KafkaUnavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +33,6 @@ _PROBE_INTERVAL_S = 1.0
 _PROBE_TIMEOUT_S = 0.5
 # librdkafka error codes that mean "no broker reachable right now".
 _UNREACHABLE = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
-
-
-class KafkaUnavailable(Exception):
-    """Kafka could not take a record (or could not be reached); the message says what failed."""
-
-
-class AckTimeout(KafkaUnavailable):
-    """No acknowledgement within the caller's time: the record may still be delivered later."""
 
 
 class CommandProducer:
@@ -72,6 +62,7 @@ class CommandProducer:
         )
         self._config.update(extra or {})
         self._config["error_cb"] = self._on_error
+        self._repeats = logs.Repeats()
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -94,7 +85,7 @@ class CommandProducer:
             target=self._poll_forever, name="prgate-producer-poll", daemon=True
         )
         self._thread.start()
-        log.info("event=producer_started topic=%s", self._topic)
+        log.info("producer_started", extra={"topic": self._topic})
 
     async def send(
         self,
@@ -114,13 +105,9 @@ class CommandProducer:
             raise KafkaUnavailable("command producer is closed")
         if self._producer is None or self._loop is None:
             raise RuntimeError("CommandProducer.send() before start()")
-        headers: list[tuple[str, str | bytes | None]] = [
-            (HEADER_CORRELATION_ID, envelope.command_id.encode()),
-            (HEADER_REPLY_TO, reply_to.encode()),
-            (HEADER_MESSAGE_TYPE, TYPE_COMMAND_ENVELOPE.encode()),
-        ]
-        if traceparent:
-            headers.append((HEADER_TRACEPARENT, traceparent.encode()))
+        record = codec.command_record(
+            self._topic, envelope, reply_to=reply_to, traceparent=traceparent
+        )
         acked: asyncio.Future[None] = self._loop.create_future()
         loop = self._loop
 
@@ -132,10 +119,10 @@ class CommandProducer:
 
         try:
             self._producer.produce(
-                self._topic,
-                value=envelope.SerializeToString(),
-                key=envelope.pull_request_id.encode(),
-                headers=headers,
+                record.topic,
+                value=record.value,
+                key=record.key,
+                headers=record.headers,
                 on_delivery=on_delivery,
             )
         except BufferError as exc:
@@ -177,7 +164,14 @@ class CommandProducer:
         if err.code() in _UNREACHABLE or err.fatal():
             self._healthy = False
         self.last_error = err.str()
-        log.warning("event=producer_error code=%s error=%r", err.name(), err.str())
+        fields = {"code": err.name(), "error": err.str()}
+        if err.fatal():
+            log.error("producer_error", extra=fields)
+        else:  # repeats for as long as the broker is away: bounded
+            logs.log_repeating(
+                log, self._repeats, logging.WARNING, "producer_error", fields,
+                err.name(), logs.masked(err.str()),
+            )  # fmt: skip
 
     def healthy(self) -> bool:
         """False while the broker is unreachable (or after a fatal producer error, or close).
@@ -202,13 +196,13 @@ class CommandProducer:
                     self._probe(producer)
             remaining = producer.flush(self._flush_timeout)
             if remaining:
-                log.warning("event=producer_flush_incomplete remaining=%d", remaining)
+                log.warning("producer_flush_incomplete", extra={"remaining": remaining})
                 # Fail what is left right away instead of leaving callers to their deadlines.
                 producer.purge(in_queue=True, in_flight=True, blocking=False)
                 producer.poll(0)
             producer.close()
         except Exception:
-            log.exception("event=producer_poll_thread_failed")
+            log.exception("producer_poll_thread_failed")
         finally:
             self._signal_stopped()
 
@@ -218,7 +212,7 @@ class CommandProducer:
         except KafkaException:
             return
         if not self._healthy:
-            log.info("event=producer_broker_reachable_again")
+            log.info("producer_broker_reachable_again")
         self._healthy = True
 
     def _signal_stopped(self) -> None:
@@ -246,8 +240,8 @@ class CommandProducer:
             # The thread needs up to one poll interval to notice, then the bounded flush.
             await asyncio.wait_for(asyncio.shield(self._stopped), timeout + 2 * _POLL_INTERVAL_S)
         except TimeoutError:
-            log.warning("event=producer_close_timeout thread=%s", self._thread.name)
+            log.warning("producer_close_timeout", extra={"thread_name": self._thread.name})
             return
         self._thread.join(timeout=1.0)
         self._producer = None  # closed on the poll thread
-        log.info("event=producer_closed topic=%s", self._topic)
+        log.info("producer_closed", extra={"topic": self._topic})

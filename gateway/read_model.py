@@ -1,7 +1,8 @@
-"""The gateway's read model: the compacted pull-requests topic, in memory.
+"""The gateway's read model: the compacted pull-requests topic, in memory or in a local
+RocksDB store (``ReadModelState``) that a restart reads on from its checkpoints.
 
 Reads every partition of ``prgate.pull-requests`` from the beginning (no consumer group,
-read_committed, see :mod:`gateway.kafka_tail`) and keeps the newest snapshot per pull request.
+read_committed, see :mod:`prgate.kafka.tail`) and keeps the newest snapshot per pull request.
 It serves validation, Get/List and WatchPullRequest, and reports ``caught_up()`` once it has
 reached the end offsets seen at start (the gateway is NOT_SERVING until then).
 
@@ -15,23 +16,25 @@ All state lives on the event loop; the consumer thread only decodes.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from confluent_kafka import Message
-from google.protobuf.message import DecodeError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from gateway.kafka_tail import TopicTail, header
 from gateway.read_model_hub import DEFAULT_QUEUE_SIZE, Subscription, WatchHub
-from gateway.read_model_store import PullRequestStore
-from prgate.kafka_settings import KafkaSettings
+from gateway.read_model_store import PullRequestStore, StoredPullRequests
+from prgate.kafka import codec
+from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.tail import TopicTail
+from prgate.state import SnapshotStore, StoreIdentity, StoreLocked, StoreResources
 from prgate.v1.events_pb2 import EventEnvelope
 from prgate.v1.outcome_pb2 import COMMAND_STATE_SUCCEEDED
 from prgate.v1.pull_request_pb2 import PullRequest
 from prgate.v1.results_pb2 import CommandResult
-from processor.contract import HEADER_MESSAGE_TYPE, TYPE_PULL_REQUEST
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,22 @@ class _Record:
     offset: int
     entity: PullRequest | None = None  # None with garbage="" means tombstone
     garbage: str = ""
+    partition: int = 0
+
+
+@dataclass(frozen=True)
+class ReadModelState:
+    """Where the read model keeps its RocksDB store (``<state_dir>/gateway/<topic>``), the
+    process's RocksDB memory, and how many decoded entities are cached in front of it."""
+
+    state_dir: Path
+    resources: StoreResources
+    cache_entries: int
 
 
 def _default_fold(events: Iterable[EventEnvelope], state: PullRequest | None) -> PullRequest | None:
     # Imported lazily: the domain package is optional for the Kafka side of the read model.
-    from processor.domain import fold
+    from prgate.domain import fold
 
     result: PullRequest | None = fold(events, state)
     return result
@@ -66,9 +80,14 @@ class ReadModel:
         watch_queue_size: int = DEFAULT_QUEUE_SIZE,
         fold: Fold | None = None,
         extra: dict[str, str] | None = None,
+        state: ReadModelState | None = None,
     ) -> None:
         self.topic = kafka.topics.pull_requests
-        self._store = PullRequestStore()
+        # With ``state``, replaced by the RocksDB table once the tail knows the cluster (on its
+        # thread, before any record is read); empty and unused until then.
+        self._store: PullRequestStore | StoredPullRequests = PullRequestStore()
+        self._state = state
+        self._stored: StoredPullRequests | None = None
         self._hub = WatchHub(watch_queue_size)
         self._fold = fold or _default_fold
         # Ids whose current entity was folded from a result rather than read as a snapshot.
@@ -82,6 +101,10 @@ class ReadModel:
             "stale": 0,
             "updates": 0,
             "folded": 0,
+            # wait_for_version calls that had to wait (read-your-writes, consistency tokens),
+            # and those of them that ran out of time.
+            "version_waits": 0,
+            "version_waits_timed_out": 0,
         }
         self._tail: TopicTail[_Record] = TopicTail(
             kafka,
@@ -89,6 +112,7 @@ class ReadModel:
             name="gateway-read-model",
             decode=_decode,
             apply=self._apply_records,
+            start_offsets=self._start_offsets,
             on_caught_up=self._caught_up_event.set,
             extra=extra,
         )
@@ -114,17 +138,11 @@ class ReadModel:
         return self._store.get(pull_request_id)
 
     def list(
-        self,
-        *,
-        repository: str = "",
-        status: int = 0,
-        page_size: int = 100,
-        page_token: str = "",
-    ) -> tuple[list[PullRequest], str]:
-        """A page ordered by id; see :meth:`PullRequestStore.list` (ValueError: bad token)."""
-        return self._store.list(
-            repository=repository, status=status, page_size=page_size, page_token=page_token
-        )
+        self, *, repository: str = "", status: int = 0, after: str = "", limit: int = 100
+    ) -> list[PullRequest]:
+        """Up to ``limit`` pull requests after the id ``after``, filtered; see
+        :meth:`PullRequestStore.list` (ValueError: negative limit)."""
+        return self._store.list(repository=repository, status=status, after=after, limit=limit)
 
     def subscribe(self, pull_request_id: str) -> Subscription:
         """Watch one pull request: the current snapshot (if any), then each new version."""
@@ -137,7 +155,7 @@ class ReadModel:
         events = list(result.events)
         first = events[0].version
         if any(e.version != first + i for i, e in enumerate(events)):
-            log.warning("event=result_events_not_consecutive command_id=%s", result.command_id)
+            log.warning("result_events_not_consecutive", extra={"command_id": result.command_id})
             return
         key = result.pull_request_id or events[0].pull_request_id
         current = self._store.get(key)
@@ -147,19 +165,20 @@ class ReadModel:
         try:
             entity = self._fold(events, current)
         except Exception:
-            log.exception("event=fold_failed command_id=%s", result.command_id)
+            log.exception("fold_failed", extra={"command_id": result.command_id})
             return
         if entity is None or entity.pull_request_id != key:
             return
         self._counts["folded"] += 1
         self._folded.add(key)
-        self._update(entity)
+        self._update(entity, folded=True)
 
     async def wait_for_version(self, pull_request_id: str, version: int, timeout: float) -> bool:
         """Wait until the entity has at least ``version``; False after ``timeout`` seconds."""
         current = self._store.get(pull_request_id)
         if current is not None and current.version >= version:
             return True
+        self._counts["version_waits"] += 1
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (version, future)
         self._version_waiters.setdefault(pull_request_id, []).append(entry)
@@ -167,6 +186,7 @@ class ReadModel:
             await asyncio.wait_for(future, timeout)
             return True
         except TimeoutError:
+            self._counts["version_waits_timed_out"] += 1
             return False
         finally:
             waiters = self._version_waiters.get(pull_request_id)
@@ -176,7 +196,8 @@ class ReadModel:
                     del self._version_waiters[pull_request_id]
 
     def stats(self) -> dict[str, int]:
-        """Entities, records read, garbage, tombstones, stale snapshots, updates, watchers."""
+        """Entities, records read, garbage, tombstones, stale snapshots, updates, folded
+        results, version waits (and those timed out), watchers, consumer errors."""
         return {
             "entities": len(self._store),
             **self._counts,
@@ -188,28 +209,92 @@ class ReadModel:
         """Stop the consumer thread, close the consumer and end every subscription."""
         self._hub.close_all()
         await self._tail.close()
+        if self._stored is not None:
+            self._stored.close()
+
+    # --- the store (tail thread, before the first record) -----------------------------------
+
+    def _start_offsets(
+        self, consumer: Consumer, partitions: builtins.list[TopicPartition]
+    ) -> builtins.list[TopicPartition]:
+        """Where each partition starts: its store checkpoint when the store can be trusted,
+        else the beginning (no store, a locked, corrupt, foreign or untrusted one)."""
+        beginning = [TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in partitions]
+        if self._state is None:
+            return beginning
+        if self._stored is None:
+            cluster_id = consumer.list_topics(self.topic, timeout=5.0).cluster_id or ""
+            identity = StoreIdentity(
+                cluster_id, self.topic, tuple(tp.partition for tp in partitions)
+            )
+            path = self._state.state_dir / "gateway" / self.topic
+            try:
+                store, reason = SnapshotStore.open(
+                    path, identity, self._state.resources, indexed=True
+                )
+            except (StoreLocked, OSError) as exc:
+                # Another gateway on this host uses it: this one keeps its state in memory.
+                log.warning("read_model_store_unavailable", extra={"path": path, "error": exc})
+                self._state = None
+                return beginning
+            log.info("read_model_store_opened", extra={"path": path, "reason": reason or "warm"})
+            self._stored = StoredPullRequests(store, self._state.cache_entries)
+        stored = self._stored
+        checkpoints = stored.store.checkpoints()
+        for tp in partitions:
+            checkpoint = checkpoints.get(tp.partition)
+            if checkpoint is None:
+                continue
+            low, high = consumer.get_watermark_offsets(tp, timeout=5.0)
+            if checkpoint > high or checkpoint < low:
+                reason = "ahead_of_log" if checkpoint > high else "behind_log_start"
+                log.warning(
+                    "read_model_store_untrusted",
+                    extra={
+                        "partition": tp.partition,
+                        "checkpoint": checkpoint,
+                        "log_start": low,
+                        "log_end": high,
+                        "reason": reason,
+                    },
+                )
+                stored.store.reset(reason)
+                checkpoints = {}
+                break
+        self._store = stored
+        return [
+            TopicPartition(tp.topic, tp.partition, checkpoints.get(tp.partition, OFFSET_BEGINNING))
+            for tp in partitions
+        ]
 
     # --- applying records (event loop) ------------------------------------------------------
 
     def _apply_records(self, records: Sequence[_Record]) -> None:
+        checkpoints: dict[int, int] = {}
         for record in records:
             self._counts["records"] += 1
+            checkpoints[record.partition] = max(
+                checkpoints.get(record.partition, 0), record.offset + 1
+            )
             if record.garbage:
                 self._counts["garbage"] += 1
                 log.warning(
-                    "event=snapshot_garbage topic=%s offset=%d key=%r reason=%r",
-                    self.topic,
-                    record.offset,
-                    record.key,
-                    record.garbage,
+                    "snapshot_garbage",
+                    extra={
+                        "topic": self.topic,
+                        "offset": record.offset,
+                        "key": record.key,
+                        "reason": record.garbage,
+                    },
                 )
             elif record.entity is None:
                 self._counts["tombstones"] += 1
                 removed = self._store.remove(record.key)
                 self._folded.discard(record.key)
-                log.info("event=snapshot_tombstone key=%r removed=%s", record.key, removed)
+                log.info("snapshot_tombstone", extra={"key": record.key, "removed": removed})
             else:
                 self._apply_snapshot(record.entity)
+        self._store.flush(checkpoints)
 
     def _apply_snapshot(self, entity: PullRequest) -> None:
         key = entity.pull_request_id
@@ -228,8 +313,11 @@ class ReadModel:
         self._folded.discard(key)
         self._update(entity)
 
-    def _update(self, entity: PullRequest) -> None:
-        self._store.put(entity)
+    def _update(self, entity: PullRequest, *, folded: bool = False) -> None:
+        if folded:
+            self._store.put_folded(entity)
+        else:
+            self._store.put(entity)
         self._counts["updates"] += 1
         self._hub.publish(entity)
         waiters = self._version_waiters.get(entity.pull_request_id)
@@ -241,23 +329,9 @@ class ReadModel:
 
 def _decode(msg: Message) -> _Record:
     """Runs on the consumer thread."""
-    raw_key = msg.key()
-    key = raw_key.decode("utf-8", "replace") if raw_key is not None else ""
-    offset = msg.offset() or 0
-    message_type = header(msg, HEADER_MESSAGE_TYPE)
-    if message_type is not None and message_type != TYPE_PULL_REQUEST.encode():
-        return _Record(key, offset, garbage=f"message-type {message_type!r}")
-    raw = msg.value()
-    if raw is None:
-        if not key:
-            return _Record(key, offset, garbage="tombstone without key")
-        return _Record(key, offset)
+    key, offset, partition = codec.key_text(msg.key()), msg.offset() or 0, msg.partition() or 0
     try:
-        entity = PullRequest.FromString(raw)
-    except DecodeError as exc:
-        return _Record(key, offset, garbage=str(exc))
-    if not entity.pull_request_id:
-        return _Record(key, offset, garbage="no pull_request_id")
-    if key and key != entity.pull_request_id:
-        return _Record(key, offset, garbage=f"key differs from id {entity.pull_request_id!r}")
-    return _Record(key, offset, entity=entity)
+        entity = codec.decode_snapshot(msg.key(), msg.value(), msg.headers())
+    except codec.Undecodable as exc:
+        return _Record(key, offset, garbage=str(exc), partition=partition)
+    return _Record(key, offset, entity=entity, partition=partition)

@@ -1,42 +1,24 @@
-"""The read model's in-memory table of pull requests, kept in id order for paging.
+"""The read model's table of pull requests, kept in id order for paging: in memory
+(:class:`PullRequestStore`) or in a RocksDB store with a bounded cache
+(:class:`StoredPullRequests`).
 
-Pure data structure (no Kafka, no asyncio), owned by :class:`gateway.read_model.ReadModel`
-and used from the event loop only.
+No Kafka, no asyncio: owned by :class:`gateway.read_model.ReadModel` and used from the event
+loop only.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import bisect
+from collections.abc import Mapping
 
+from prgate.domain import canonical_repository
+from prgate.state import Entry, SnapshotStore
+from prgate.state.cache import DecodedCache
 from prgate.v1.pull_request_pb2 import PullRequest
 
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
-# Tokens carry a marker so a token from elsewhere (or a typo) is refused, not misread.
-_TOKEN_MARKER = b"prgate.list.v1:"
 # Up to this many new ids are inserted one by one when a listing needs the order; more are
 # appended and the whole list re-sorted (timsort merges the two sorted runs in linear time).
 _INSERT_ONE_BY_ONE = 64
-
-
-def encode_page_token(last_id: str) -> str:
-    """An opaque token: urlsafe base64 (unpadded) of a marker and the last id returned."""
-    return base64.urlsafe_b64encode(_TOKEN_MARKER + last_id.encode()).rstrip(b"=").decode()
-
-
-def decode_page_token(token: str) -> str:
-    """The last id of the previous page; raises ValueError for a malformed token."""
-    try:
-        raw = token.encode("ascii")
-        padded = raw + b"=" * (-len(raw) % 4)
-        data = base64.b64decode(padded, altchars=b"-_", validate=True)
-        if not data.startswith(_TOKEN_MARKER):
-            raise ValueError("not a page token of this service")
-        return data[len(_TOKEN_MARKER) :].decode("utf-8")
-    except (UnicodeError, binascii.Error) as exc:
-        raise ValueError(f"malformed page token: {exc}") from exc
 
 
 class PullRequestStore:
@@ -84,34 +66,127 @@ class PullRequestStore:
         return True
 
     def list(
-        self,
-        *,
-        repository: str = "",
-        status: int = 0,
-        page_size: int = DEFAULT_PAGE_SIZE,
-        page_token: str = "",
-    ) -> tuple[list[PullRequest], str]:
-        """One page ordered by id, filtered by repository and status (empty/0 = any).
+        self, *, repository: str = "", status: int = 0, after: str = "", limit: int = 100
+    ) -> list[PullRequest]:
+        """Up to ``limit`` pull requests whose id sorts after ``after`` ("" = from the start),
+        in id order, of ``repository`` (compared case-insensitively, as
+        :func:`prgate.domain.canonical_repository`; "" = any) and ``status`` (0 = any).
 
-        ``page_size`` 0 means the default; it is capped at MAX_PAGE_SIZE; negative is a
-        ValueError. The returned token is "" on the last page.
+        Pages and their tokens are the query service's; this is the cursor under them. A
+        negative ``limit`` is a ValueError.
         """
-        if page_size < 0:
-            raise ValueError(f"page_size must not be negative, got {page_size}")
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        wanted = canonical_repository(repository)
         ids = self._sorted_ids()
-        start = 0
-        if page_token:
-            start = bisect.bisect_right(ids, decode_page_token(page_token))
-        page: list[PullRequest] = []
-        for index in range(start, len(ids)):
+        found: list[PullRequest] = []
+        for index in range(bisect.bisect_right(ids, after) if after else 0, len(ids)):
+            if len(found) == limit:
+                break
             entity = self._by_id[ids[index]]
-            if repository and entity.repository != repository:
+            if wanted and canonical_repository(entity.repository) != wanted:
                 continue
             if status and entity.status != status:
                 continue
-            if len(page) == size:
-                # One more match exists, so there is a next page.
-                return page, encode_page_token(page[-1].pull_request_id)
-            page.append(entity)
-        return page, ""
+            found.append(entity)
+        return found
+
+    def put_folded(self, entity: PullRequest) -> None:
+        """An entity folded from a result (read-your-writes): in memory, the same as put."""
+        self.put(entity)
+
+    def flush(self, checkpoints: Mapping[int, int]) -> None:
+        """Nothing to write: this table lives in memory only."""
+
+
+class StoredPullRequests:
+    """The read model's table in a RocksDB store (:mod:`prgate.state.store`), with an LRU of
+    at most ``cache_entries`` decoded entities in front of it.
+
+    Snapshots applied from the topic are buffered by :meth:`put`/:meth:`remove` and written by
+    :meth:`flush` in one WriteBatch with the offsets they came from, at the end of each batch
+    the tail hands over (no read runs between). Entities folded from results
+    (:meth:`put_folded`) stay in memory only, until the snapshot of their version replaces
+    them: the store holds nothing the pull-requests topic does not.
+    """
+
+    def __init__(self, store: SnapshotStore, cache_entries: int) -> None:
+        self.store = store
+        self._cache = DecodedCache(store, cache_entries)
+        self._pending: dict[str, PullRequest | None] = {}
+        self._folded: dict[str, PullRequest] = {}
+
+    def __len__(self) -> int:
+        return self.store.count() + sum(1 for k in self._folded if self._stored(k) is None)
+
+    def _stored(self, pull_request_id: str) -> PullRequest | None:
+        if pull_request_id in self._pending:
+            return self._pending[pull_request_id]
+        return self._cache.get(pull_request_id)
+
+    def get(self, pull_request_id: str) -> PullRequest | None:
+        folded = self._folded.get(pull_request_id)
+        return folded if folded is not None else self._stored(pull_request_id)
+
+    def put(self, entity: PullRequest) -> None:
+        """A snapshot from the topic, written at the next :meth:`flush`."""
+        key = entity.pull_request_id
+        self._folded.pop(key, None)
+        self._pending[key] = entity
+
+    def put_folded(self, entity: PullRequest) -> None:
+        """An entity folded from a result: served from memory until its snapshot arrives."""
+        self._folded[entity.pull_request_id] = entity
+
+    def remove(self, pull_request_id: str) -> bool:
+        """Drop an entity (a tombstone); True if it was there."""
+        existed = self.get(pull_request_id) is not None
+        self._folded.pop(pull_request_id, None)
+        self._cache.forget(pull_request_id)
+        self._pending[pull_request_id] = None
+        return existed
+
+    def flush(self, checkpoints: Mapping[int, int]) -> None:
+        """Write the buffered snapshots with ``checkpoints`` (partition -> next offset)."""
+        changes: dict[str, Entry | None] = {}
+        for key, entity in self._pending.items():
+            if entity is None:
+                changes[key] = None
+                continue
+            changes[key] = Entry(
+                entity.SerializeToString(deterministic=True),
+                canonical_repository(entity.repository),
+                entity.status,
+            )
+            self._cache.remember(key, entity)
+        self._pending.clear()
+        if changes or checkpoints:
+            self.store.write(changes, checkpoints)
+
+    def list(
+        self, *, repository: str = "", status: int = 0, after: str = "", limit: int = 100
+    ) -> list[PullRequest]:
+        """As :meth:`PullRequestStore.list`, from the store's indexes (a folded entity replaces
+        its stored version; one not stored yet shows once its snapshot is)."""
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        found: list[PullRequest] = []
+        if limit == 0:
+            return found
+        scan = self.store.scan(
+            repository=canonical_repository(repository), status=status, after=after
+        )
+        for raw in scan:
+            entity = PullRequest.FromString(raw)
+            folded = self._folded.get(entity.pull_request_id)
+            if folded is not None:
+                if status and folded.status != status:
+                    continue
+                entity = folded
+            found.append(entity)
+            if len(found) == limit:
+                break
+        return found
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,7 +1,7 @@
 """Routes CommandResults from the results topic to the calls waiting for them.
 
 One router per gateway reads every partition of the results topic (no consumer group, see
-:mod:`gateway.kafka_tail`), starting ``lookback_s`` back in time so that a gateway started
+:mod:`prgate.kafka.tail`), starting ``lookback_s`` back in time so that a gateway started
 later can still answer WatchCommand for recent commands. Every result is kept in a bounded,
 time-limited cache (also those nobody waits for), then handed to the waiters of its command id
 and to the listeners (the read model, for read-your-writes).
@@ -22,20 +22,17 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from confluent_kafka import Consumer, Message, TopicPartition
-from google.protobuf.message import DecodeError
 
-from gateway.kafka_tail import TopicTail, header
-from gateway.producer import KafkaUnavailable
+from gateway.ports import KafkaUnavailable, TooManyWaiting
 from gateway.result_cache import TtlCache
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka import codec
+from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.tail import TopicTail
 from prgate.v1.results_pb2 import CommandResult
-from processor.contract import HEADER_MESSAGE_TYPE, TYPE_COMMAND_RESULT
+
+__all__ = ["ReplyRouter", "TooManyWaiting", "Waiter"]
 
 log = logging.getLogger(__name__)
-
-
-class TooManyWaiting(Exception):
-    """Every waiting slot is taken; the gateway answers RESOURCE_EXHAUSTED."""
 
 
 @dataclass(frozen=True)
@@ -123,12 +120,18 @@ class ReplyRouter:
             extra=extra,
         )
 
-    async def start(self) -> None:
+    async def start(self, *, wait: bool = True) -> None:
         """Start consuming; returns once all partitions are assigned and positioned.
 
-        Raises KafkaUnavailable when that does not happen within ``start_timeout_s``.
+        Raises KafkaUnavailable when that does not happen within ``start_timeout_s``. With
+        ``wait=False`` it returns at once and keeps trying until Kafka answers (the gateway
+        reports NOT_SERVING until :meth:`caught_up`).
         """
         assigned = self._tail.start()
+        if not wait:
+            # Nobody awaits the assignment; keep a failed one from being reported as unretrieved.
+            assigned.add_done_callback(lambda f: f.cancelled() or f.exception())
+            return
         try:
             await asyncio.wait_for(asyncio.shield(assigned), self._start_timeout_s)
         except Exception as exc:
@@ -213,10 +216,8 @@ class ReplyRouter:
             if isinstance(item, _Garbage):
                 self._garbage += 1
                 log.warning(
-                    "event=result_garbage topic=%s offset=%d reason=%r",
-                    self.topic,
-                    item.offset,
-                    item.reason,
+                    "result_garbage",
+                    extra={"topic": self.topic, "offset": item.offset, "reason": item.reason},
                 )
                 continue
             self._route(item)
@@ -233,7 +234,7 @@ class ReplyRouter:
             try:
                 listener(result)
             except Exception:
-                log.exception("event=result_listener_failed command_id=%s", result.command_id)
+                log.exception("result_listener_failed", extra={"command_id": result.command_id})
 
     async def close(self) -> None:
         """Stop the consumer thread and close the consumer; waiting calls keep their slots."""
@@ -246,17 +247,7 @@ Waiter = ReplyRouter.Waiter
 
 def _decode(msg: Message) -> CommandResult | _Garbage:
     """Runs on the consumer thread: bytes to CommandResult, or a note why not."""
-    offset = msg.offset() or 0
-    message_type = header(msg, HEADER_MESSAGE_TYPE)
-    if message_type is not None and message_type != TYPE_COMMAND_RESULT.encode():
-        return _Garbage(offset, f"message-type {message_type!r}")
-    raw = msg.value()
-    if raw is None:
-        return _Garbage(offset, "no value")
     try:
-        result = CommandResult.FromString(raw)
-    except DecodeError as exc:
-        return _Garbage(offset, str(exc))
-    if not result.command_id:
-        return _Garbage(offset, "no command_id")
-    return result
+        return codec.decode_result(msg.value(), msg.headers())
+    except codec.Undecodable as exc:
+        return _Garbage(msg.offset() or 0, str(exc))

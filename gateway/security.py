@@ -6,26 +6,39 @@
 - Authentication: ``auth_token_file`` turns on bearer tokens (gateway/auth.py,
   gateway/auth_tokens.py). Off by default, so local runs need no setup.
 
-Certificates are read once at start: replacing them needs a restart. The token file is
-reloaded without one (on change, and on SIGHUP).
+Certificates are reloaded without a restart (:class:`ServerCertificates`, grpcio's dynamic
+server credentials): each new connection's handshake first checks whether the three files
+changed (a ``stat`` each) and, when they did and the new ones are valid, uses them; open
+connections keep the certificate they were made with. A certificate that has expired or is not
+valid yet, or a key that does not belong to it, is refused: at start the gateway exits
+(``EXIT_CONFIG``), on a reload it keeps the current files and logs why. The token file is
+reloaded too (on change, and on SIGHUP); a token removed from it also ends the streams it
+opened.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+import os
+import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography import x509
 
-from gateway.auth import AuthInterceptor, caller_of
+from gateway.auth import AuthInterceptor, caller_of, revoked
 from gateway.auth_tokens import TokenFileError, TokenStore
 from gateway.settings import GatewaySettings
+from gateway.streams import OpenStreams
 
-log = logging.getLogger("prgate.gateway.security")
+log = logging.getLogger(__name__)
 
 
 class SecurityConfigError(SystemExit):
@@ -42,8 +55,119 @@ def _read_pem(path: str, what: str, marker: bytes) -> bytes:
     return data
 
 
-def server_credentials(settings: GatewaySettings) -> grpc.ServerCredentials | None:
-    """TLS (or mTLS) credentials from the settings; None for a plaintext listener."""
+def _check_pair(cert_path: str, key_path: str, chain: bytes, now: datetime) -> datetime:
+    """The leaf certificate's expiry; raises :class:`SecurityConfigError` when the key does
+    not belong to it or ``now`` is outside its validity period."""
+    try:
+        leaf = x509.load_pem_x509_certificates(chain)[0]
+    except ValueError as exc:
+        raise SecurityConfigError(f"TLS certificate {cert_path}: {exc}") from None
+    if now >= leaf.not_valid_after_utc:
+        raise SecurityConfigError(
+            f"TLS certificate {cert_path} expired at {leaf.not_valid_after_utc.isoformat()}"
+        )
+    if now < leaf.not_valid_before_utc:
+        raise SecurityConfigError(
+            f"TLS certificate {cert_path} is not valid before "
+            f"{leaf.not_valid_before_utc.isoformat()}"
+        )
+    try:  # OpenSSL's own check that the key is the certificate's
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path)
+    except (ssl.SSLError, OSError) as exc:
+        raise SecurityConfigError(
+            f"TLS private key {key_path} does not belong to {cert_path}: {exc}"
+        ) from None
+    return leaf.not_valid_after_utc
+
+
+_Stamp = tuple[tuple[int, int, int] | None, ...]
+
+
+class ServerCertificates:
+    """The gateway's certificate, key and client CA files, reloaded when they change.
+
+    :meth:`credentials` are grpcio's dynamic SSL server credentials: gRPC calls :meth:`fetch`
+    before each new connection's handshake (from its own threads), which returns the new
+    configuration when the files changed and are valid, else None (keep the current one).
+    Raises :class:`SecurityConfigError` at construction when the files cannot work.
+    """
+
+    def __init__(self, cert: str, key: str, client_ca: str) -> None:
+        self.cert, self.key, self.client_ca = cert, key, client_ca
+        self._lock = threading.Lock()
+        self._stamp = self._stat()
+        self._refused: _Stamp | None = None
+        initial, self.not_after = self._load()
+        self._initial = initial
+        self.reloads = 0
+
+    def _paths(self) -> list[str]:
+        return [p for p in (self.cert, self.key, self.client_ca) if p]
+
+    def _stat(self) -> _Stamp:
+        stamps: list[tuple[int, int, int] | None] = []
+        for path in self._paths():
+            try:
+                st = os.stat(path)
+            except OSError:
+                stamps.append(None)
+            else:
+                stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        return tuple(stamps)
+
+    def _load(self) -> tuple[grpc.ServerCertificateConfiguration, datetime]:
+        chain = _read_pem(self.cert, "TLS certificate", b"CERTIFICATE-----")
+        private_key = _read_pem(self.key, "TLS private key", b"PRIVATE KEY-----")
+        roots = (
+            _read_pem(self.client_ca, "TLS client CA", b"CERTIFICATE-----")
+            if self.client_ca
+            else None
+        )
+        not_after = _check_pair(self.cert, self.key, chain, datetime.now(UTC))
+        configuration = grpc.ssl_server_certificate_configuration(
+            [(private_key, chain)], root_certificates=roots
+        )
+        return configuration, not_after
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """The new configuration when the files changed and are valid; None to keep the
+        current one (unchanged, or refused: logged once per change, with the reason)."""
+        stamp = self._stat()
+        with self._lock:
+            if stamp in (self._stamp, self._refused):
+                return None
+            try:
+                configuration, not_after = self._load()
+            except SecurityConfigError as exc:
+                self._refused = stamp
+                log.warning(
+                    "tls_reload_refused", extra={"reason": str(exc.code), "kept": "current"}
+                )
+                return None
+            self._stamp, self._refused, self.not_after = stamp, None, not_after
+            self.reloads += 1
+        log.info(
+            "tls_certificates_reloaded",
+            extra={"cert": self.cert, "not_after": not_after.isoformat()},
+        )
+        return configuration
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """Dynamic server credentials starting from the files read at construction."""
+        # grpcio documents None as "no change"; grpc-stubs types the fetcher without it.
+        return grpc.dynamic_ssl_server_credentials(
+            self._initial,
+            self.fetch,  # type: ignore[arg-type]
+            require_client_authentication=bool(self.client_ca),
+        )
+
+
+def server_certificates(settings: GatewaySettings) -> ServerCertificates | None:
+    """The reloading TLS (or mTLS) files of the settings; None for a plaintext listener.
+
+    Raises :class:`SecurityConfigError` when they cannot work (missing, not PEM, expired, not
+    yet valid, a key that is not the certificate's, a client CA without TLS).
+    """
     cert, key, client_ca = (
         settings.tls_cert_file,
         settings.tls_key_file,
@@ -57,14 +181,13 @@ def server_credentials(settings: GatewaySettings) -> grpc.ServerCredentials | No
         return None
     if not cert or not key:
         raise SecurityConfigError("TLS needs both --tls-cert-file and --tls-key-file")
-    chain = _read_pem(cert, "TLS certificate", b"CERTIFICATE-----")
-    private_key = _read_pem(key, "TLS private key", b"PRIVATE KEY-----")
-    roots = _read_pem(client_ca, "TLS client CA", b"CERTIFICATE-----") if client_ca else None
-    return grpc.ssl_server_credentials(
-        [(private_key, chain)],
-        root_certificates=roots,
-        require_client_auth=roots is not None,
-    )
+    return ServerCertificates(cert, key, client_ca)
+
+
+def server_credentials(settings: GatewaySettings) -> grpc.ServerCredentials | None:
+    """TLS (or mTLS) credentials that reload changed files; None for a plaintext listener."""
+    certificates = server_certificates(settings)
+    return None if certificates is None else certificates.credentials()
 
 
 def _is_loopback(listen: str) -> bool:
@@ -82,6 +205,7 @@ class Security:
     """What start_gateway needs: credentials, interceptors, the caller function, the tokens."""
 
     credentials: grpc.ServerCredentials | None = None
+    certificates: ServerCertificates | None = None
     tokens: TokenStore | None = None
     interceptors: list[Any] = field(default_factory=list)
     caller_of: Callable[[Any], str] | None = None
@@ -95,10 +219,30 @@ class Security:
         if self.tokens is not None:
             self.tokens.reload()
 
+    async def watch_tokens(self, interval_s: float) -> None:
+        """Check the token file for changes every ``interval_s`` seconds, until cancelled.
 
-def build_security(settings: GatewaySettings) -> Security:
-    """Credentials and, when a token file is set, the auth interceptor; SystemExit if wrong."""
-    security = Security(credentials=server_credentials(settings))
+        Calls check it too, but only when calls come: a revoked token must end its streams
+        even when nobody calls.
+        """
+        if self.tokens is None or interval_s <= 0:
+            return
+        while True:
+            await asyncio.sleep(interval_s)
+            self.tokens.reload_if_changed()
+
+
+def build_security(settings: GatewaySettings, streams: OpenStreams | None = None) -> Security:
+    """Credentials and, when a token file is set, the auth interceptor; SystemExit if wrong.
+
+    With ``streams`` (tagged with :func:`gateway.auth.current_token_digest`), each reload of
+    the token file ends the streams whose token is no longer in it.
+    """
+    certificates = server_certificates(settings)
+    security = Security(
+        credentials=None if certificates is None else certificates.credentials(),
+        certificates=certificates,
+    )
     if settings.auth_token_file:
         try:
             tokens = TokenStore(
@@ -109,16 +253,26 @@ def build_security(settings: GatewaySettings) -> Security:
         security.tokens = tokens
         security.interceptors.append(AuthInterceptor(tokens))
         security.caller_of = caller_of
+        if streams is not None:
+
+            def end_revoked_streams() -> None:
+                streams.end_where(
+                    lambda tag: isinstance(tag, str) and not tokens.knows(tag), revoked()
+                )
+
+            tokens.add_listener(end_revoked_streams)
         if security.credentials is None and not _is_loopback(settings.listen):
             # Bearer tokens over plaintext can be read by anyone on the path.
             log.warning(
-                "auth_without_tls listen=%s hint=set_tls_cert_file_and_tls_key_file",
-                settings.listen,
+                "auth_without_tls",
+                extra={"listen": settings.listen, "hint": "set_tls_cert_file_and_tls_key_file"},
             )
     log.info(
-        "gateway_security transport=%s client_certificates=%s auth=%s",
-        security.mode,
-        "required" if settings.tls_client_ca_file else "no",
-        "bearer" if security.tokens is not None else "off",
+        "gateway_security",
+        extra={
+            "transport": security.mode,
+            "client_certificates": "required" if settings.tls_client_ca_file else "no",
+            "auth": "bearer" if security.tokens is not None else "off",
+        },
     )
     return security

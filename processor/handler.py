@@ -16,38 +16,36 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
-from google.protobuf.message import DecodeError
 
-from prgate.tracing import Span, Tracing
-from prgate.v1.commands_pb2 import CommandEnvelope
-from prgate.v1.outcome_pb2 import (
-    COMMAND_STATE_REJECTED,
-    COMMAND_STATE_SUCCEEDED,
-    ProcessedCommand,
+from prgate.domain import (
+    Applied,
+    DecideFailed,
+    Policy,
+    apply,
+    command_type_name,
+    failed_result,
+    find_processed,
+    pull_request_id_of,
 )
-from processor import records
-from processor.contract import (
+from prgate.domain import Outcome as DomainOutcome
+from prgate.kafka import codec, command_ids
+from prgate.kafka.contract import (
     HEADER_CORRELATION_ID,
-    HEADER_MESSAGE_TYPE,
     HEADER_REPLY_TO,
     HEADER_TRACEPARENT,
-    TYPE_COMMAND_ENVELOPE,
     Topics,
 )
-from processor.domain import (
-    Accepted,
-    Policy,
-    command_type_name,
-    decide,
-    exists,
-    find_processed,
-    fingerprint,
-    fold,
-    pull_request_id_of,
-    reasons,
-    remember,
+from prgate.observability.tracing import Span, Tracing
+from prgate.v1.commands_pb2 import CommandEnvelope
+from prgate.v1.pull_request_pb2 import PullRequest
+from processor.record_limits import (
+    RECORD_TOO_LARGE,
+    SNAPSHOT_TOO_LARGE,
+    RecordFailure,
+    RecordLimits,
+    oversize_rejection,
 )
-from processor.domain.outcome import already_exists
+from processor.reply_topics import Reply
 from processor.state_store import StagedChanges
 
 log = logging.getLogger(__name__)
@@ -56,8 +54,9 @@ log = logging.getLogger(__name__)
 class Outcome(Enum):
     """What became of one command record (for logs, counters and spans).
 
-    DEAD_LETTER: the record is no usable command; FAILED: a valid command that ``decide``
-    raised on (a bug). Both go to the DLQ with a FAILED result when the command id is known.
+    The first three are :class:`prgate.domain.Outcome`'s. DEAD_LETTER: the record is no
+    usable command; FAILED: a valid command that ``decide`` raised on (a bug). Both go to the
+    DLQ with a FAILED result when the command id is known.
     """
 
     SUCCEEDED = "succeeded"
@@ -72,64 +71,14 @@ class Handled:
     """The records to produce for one command, and what the loop counts and traces."""
 
     outcome: Outcome
-    outgoing: list[records.Outgoing]
+    outgoing: list[codec.Record]
     command_type: str = ""  # "" when the record named no known command
     events: int = 0
     span: Span | None = None  # ended by the loop when the transaction commits or aborts
     command_id: str = ""
     pull_request_id: str = ""
-
-
-class UndecodableCommand(Exception):
-    """The record is not a usable CommandEnvelope; the text goes into the dlq-error header.
-
-    ``envelope`` is what could be parsed, when anything could (e.g. a command id without a
-    known command), so the caller can still answer with a FAILED result.
-    """
-
-    def __init__(self, reason: str, envelope: CommandEnvelope | None = None) -> None:
-        super().__init__(reason)
-        self.envelope = envelope
-
-
-def decode_command(message: Message) -> CommandEnvelope:
-    """The CommandEnvelope of ``message``, or :class:`UndecodableCommand` saying why not."""
-    value = message.value()
-    if not value:
-        raise UndecodableCommand("empty value")
-    message_type = records.header(message.headers(), HEADER_MESSAGE_TYPE)
-    if message_type is not None and message_type != TYPE_COMMAND_ENVELOPE:
-        raise UndecodableCommand(f"message-type {message_type!r} is not {TYPE_COMMAND_ENVELOPE}")
-    envelope = CommandEnvelope()
-    try:
-        envelope.ParseFromString(value)
-    except DecodeError as exc:
-        raise UndecodableCommand(f"not a protobuf CommandEnvelope: {exc}") from exc
-    if not envelope.command_id:
-        raise UndecodableCommand("CommandEnvelope has no command_id")
-    if not command_type_name(envelope):
-        raise UndecodableCommand(
-            "CommandEnvelope names no command, or one this version does not know", envelope
-        )
-    pull_request_id = pull_request_id_of(envelope)
-    if not pull_request_id:
-        raise UndecodableCommand("CommandEnvelope names no pull_request_id", envelope)
-    key = message.key()
-    if key is None:
-        # Without a key the producer's partitioner chose the partition (round robin or random),
-        # so the state this command would be decided against is most likely not its pull
-        # request's; deciding it there could repeat a version or miss one.
-        raise UndecodableCommand(
-            f"record has no key; it must be the pull request id {pull_request_id!r}", envelope
-        )
-    if key != pull_request_id.encode():
-        # The key chose the partition; state for this pull request lives in another one.
-        raise UndecodableCommand(
-            f"record key {key.decode('utf-8', errors='replace')!r} is not the pull request id "
-            f"{pull_request_id!r}",
-            envelope,
-        )
-    return envelope
+    reply_refused: str = ""  # why the reply-to header was not followed (processor.reply_topics)
+    record_error: str = ""  # the Kafka error that failed this command (processor.record_limits)
 
 
 def record_time(message: Message, fallback: Callable[[], datetime]) -> datetime:
@@ -155,33 +104,44 @@ class CommandHandler:
         topics: Topics,
         policy: Policy,
         *,
-        reply_topic: Callable[[str | None], str] | None = None,
+        reply_topic: Callable[[str | None], Reply] | None = None,
         clock: Callable[[], datetime] = utc_now,
         tracing: Tracing | None = None,
+        limits: RecordLimits | None = None,
     ) -> None:
-        """``reply_topic`` maps a reply-to header (or None) to the topic to answer on.
+        """``reply_topic`` maps a reply-to header (or None) to the topic to answer on (and why
+        the header was not followed); by default the header is followed. With ``limits``, a
+        command whose records would not fit their topics is rejected (``SNAPSHOT_TOO_LARGE``,
+        ``RECORD_TOO_LARGE``) and a DLQ copy is cut to fit.
 
         With ``tracing``, each command gets a span (child of its record's traceparent) whose
         traceparent goes on the records it causes; ``Handled.span`` is left open for the loop.
         """
         self._topics = topics
         self._policy = policy
-        self._reply_topic = reply_topic or (lambda requested: requested or topics.results)
+        self._reply_topic = reply_topic or (lambda requested: Reply(requested or topics.results))
         self._clock = clock
         self._tracing = tracing
+        self._limits = limits
 
-    def handle(self, message: Message, staged: StagedChanges) -> Handled:
-        """The records to produce for ``message``; new state goes into ``staged``."""
-        headers = message.headers()
-        traceparent = records.header(headers, HEADER_TRACEPARENT)
+    def handle(
+        self, message: Message, staged: StagedChanges, failure: RecordFailure | None = None
+    ) -> Handled:
+        """The records to produce for ``message``; new state goes into ``staged``.
+
+        With ``failure`` (Kafka refused a record this command caused, when the loop tried),
+        the command is not applied: FAILED result and DLQ copy, ``Handled.record_error`` set.
+        """
+        headers = codec.header_texts(message.headers())
+        traceparent = headers.get(HEADER_TRACEPARENT)
         if self._tracing is None:
-            return self._handle(message, headers, traceparent, staged)
+            return self._handle(message, headers, traceparent, staged, failure)
         span = self._tracing.start_command(traceparent)
-        handled = self._handle(message, headers, span.traceparent, staged)
+        handled = self._handle(message, headers, span.traceparent, staged, failure)
         span.rename(f"prgate.processor/{handled.command_type or 'undecodable'}")
         span.set(
             **{
-                "command_id": records.header(headers, HEADER_CORRELATION_ID) or "",
+                "command_id": headers.get(HEADER_CORRELATION_ID) or "",
                 "command_type": handled.command_type,
                 "outcome": handled.outcome.value,
                 "events": handled.events,
@@ -194,145 +154,163 @@ class CommandHandler:
     def _handle(
         self,
         message: Message,
-        headers: records.RawHeaders,
+        headers: dict[str, str],
         traceparent: str | None,
         staged: StagedChanges,
+        failure: RecordFailure | None,
     ) -> Handled:
-        correlation_id = records.header(headers, HEADER_CORRELATION_ID)
-        reply_to = self._reply_topic(records.header(headers, HEADER_REPLY_TO))
-        try:
-            envelope = decode_command(message)
-        except UndecodableCommand as exc:
-            return self.dead_letter(
-                message, str(exc), correlation_id, reply_to, traceparent, envelope=exc.envelope
-            )
-        command_id = envelope.command_id
-        command_type = command_type_name(envelope)
-        pull_request_id = pull_request_id_of(envelope)
-        partition = message.partition() or 0
-        state = staged.get(partition, pull_request_id)
-        echo = correlation_id or command_id
+        correlation_id = headers.get(HEADER_CORRELATION_ID)
+        reply = self._reply_topic(headers.get(HEADER_REPLY_TO))
+        handled = self._decide(
+            message,
+            correlation_id=correlation_id,
+            reply_to=reply.topic,
+            traceparent=traceparent,
+            staged=staged,
+            failure=failure,
+        )
+        if reply.refused:
+            handled = dataclasses.replace(handled, reply_refused=reply.refused)
+        return handled
 
-        processed = find_processed(state, command_id)
-        digest = fingerprint(envelope)
-        if processed is not None and processed.fingerprint and processed.fingerprint != digest:
-            # The id (an idempotency key) came again with another command: refuse it, and keep
-            # the record of the first one.
-            result = records.make_result(
-                command_id=command_id,
-                pull_request_id=pull_request_id,
-                command_type=command_type,
-                state=COMMAND_STATE_REJECTED,
-                version=state.version if state is not None else 0,
-                violations=[
-                    already_exists(
-                        reasons.IDEMPOTENCY_KEY_REUSED,
-                        command_id,
-                        "this command id (idempotency key) was already used for a different"
-                        " command",
-                    )
-                ],
-                completed_at=self._clock(),
-            )
-            return Handled(
-                Outcome.REJECTED,
-                [records.result_record(reply_to, result, echo, traceparent)],
-                command_type,
-                command_id=command_id,
-                pull_request_id=pull_request_id,
-            )
-        if processed is not None:
-            result = records.replayed_result(
-                processed, pull_request_id, command_type, self._clock()
-            )
-            return Handled(
-                Outcome.DUPLICATE,
-                [records.result_record(reply_to, result, echo, traceparent)],
-                command_type,
-                command_id=command_id,
-                pull_request_id=pull_request_id,
-            )
-
+    def _decide(
+        self,
+        message: Message,
+        *,
+        correlation_id: str | None,
+        reply_to: str,
+        traceparent: str | None,
+        staged: StagedChanges,
+        failure: RecordFailure | None,
+    ) -> Handled:
         try:
-            decision = decide(
-                state, envelope, now=record_time(message, self._clock), policy=self._policy
-            )
-        except Exception as exc:  # a domain bug: park this command, keep the partition moving
-            log.exception("event=decide_failed command_id=%s", command_id)
+            envelope = codec.decode_command(message.key(), message.value(), message.headers())
+        except codec.UndecodableCommand as exc:
             return self.dead_letter(
                 message,
-                f"decide failed: {type(exc).__name__}: {exc}",
+                str(exc),
+                correlation_id,
+                reply_to,
+                traceparent,
+                envelope=exc.envelope,
+                staged=staged,
+            )
+        command_id = envelope.command_id
+        pull_request_id = pull_request_id_of(envelope)
+        partition = message.partition() or 0
+        echo = correlation_id or command_id
+        if failure is not None:
+            failed = self.dead_letter(
+                message,
+                failure.reason(),
                 echo,
                 reply_to,
                 traceparent,
                 envelope=envelope,
                 outcome=Outcome.FAILED,
+                staged=staged,
+                dlq=failure.dlq,
+            )
+            return dataclasses.replace(failed, record_error=failure.error)
+        before = staged.get(partition, pull_request_id)
+        try:
+            applied = apply(
+                before,
+                envelope,
+                now=record_time(message, self._clock),
+                completed_at=self._clock(),
+                policy=self._policy,
+            )
+        except DecideFailed as exc:  # a domain bug: park this command, keep the partition moving
+            log.exception("decide_failed", extra={"command_id": command_id})
+            return self.dead_letter(
+                message,
+                str(exc),
+                echo,
+                reply_to,
+                traceparent,
+                envelope=envelope,
+                outcome=Outcome.FAILED,
+                staged=staged,
             )
 
-        version_before = state.version if state is not None and exists(state) else 0
-        out: list[records.Outgoing] = []
-        events = decision.events if isinstance(decision, Accepted) else ()
-        if isinstance(decision, Accepted):
-            new_state = fold(events, state) if events else state
-            version_after = events[-1].version if events else version_before
-            remembered = ProcessedCommand(
-                command_id=command_id,
-                state=COMMAND_STATE_SUCCEEDED,
-                version=version_after,
-                first_version=version_before,
-                fingerprint=digest,
-            )
-            out.extend(records.event_record(self._topics.events, e, traceparent) for e in events)
-            result = records.make_result(
-                command_id=command_id,
-                pull_request_id=pull_request_id,
-                command_type=command_type,
-                state=COMMAND_STATE_SUCCEEDED,
-                version=version_after,
-                events=events,
-                completed_at=self._clock(),
-            )
-            outcome = Outcome.SUCCEEDED
-        else:
-            new_state = state
-            remembered = ProcessedCommand(
-                command_id=command_id,
-                state=COMMAND_STATE_REJECTED,
-                version=version_before,
-                first_version=version_before,
-                violations=decision.violations,
-                fingerprint=digest,
-            )
-            result = records.make_result(
-                command_id=command_id,
-                pull_request_id=pull_request_id,
-                command_type=command_type,
-                state=COMMAND_STATE_REJECTED,
-                version=version_before,
-                violations=decision.violations,
-                completed_at=self._clock(),
-            )
-            outcome = Outcome.REJECTED
-
-        # Remember the command also for a no-op or a rejection, so a redelivery gets the same
-        # answer; but write nothing for a pull request that does not exist.
-        if new_state is not None and exists(new_state):
-            new_state = remember(new_state, remembered, self._policy)
-            staged.put(partition, pull_request_id, new_state)
-            out.append(
-                records.snapshot_record(
-                    self._topics.pull_requests, new_state, command_id, traceparent
-                )
-            )
-        out.append(records.result_record(reply_to, result, echo, traceparent))
+        applied, out = self._fitting(
+            applied, before, envelope, reply_to=reply_to, echo=echo, traceparent=traceparent
+        )
+        if applied.state is not None:
+            staged.put(partition, pull_request_id, applied.state)
         return Handled(
-            outcome,
+            Outcome(applied.outcome.value),
             out,
-            command_type,
-            len(events),
+            command_type_name(envelope),
+            len(applied.events),
             command_id=command_id,
             pull_request_id=pull_request_id,
         )
+
+    def _records(
+        self, applied: Applied, command_id: str, reply_to: str, echo: str, traceparent: str | None
+    ) -> list[codec.Record]:
+        out = [codec.event_record(self._topics.events, e, traceparent) for e in applied.events]
+        if applied.state is not None:
+            out.append(
+                codec.snapshot_record(
+                    self._topics.pull_requests, applied.state, command_id, traceparent
+                )
+            )
+        out.append(codec.result_record(reply_to, applied.result, echo, traceparent))
+        return out
+
+    def _fitting(
+        self,
+        applied: Applied,
+        before: PullRequest | None,
+        envelope: CommandEnvelope,
+        *,
+        reply_to: str,
+        echo: str,
+        traceparent: str | None,
+    ) -> tuple[Applied, list[codec.Record]]:
+        """``applied`` and its records, when every record fits its topic. Otherwise a command
+        that would have succeeded is rejected instead; for any other outcome a snapshot that
+        does not fit (it would only remember the command) is left out."""
+        command_id = envelope.command_id
+        out = self._records(applied, command_id, reply_to, echo, traceparent)
+        limits = self._limits
+        if limits is None:
+            return applied, out
+        too_large = [r for r in out if not limits.fits(r)]
+        if too_large and applied.outcome is DomainOutcome.SUCCEEDED:
+            first = too_large[0]
+            snapshot = first.topic == self._topics.pull_requests
+            what = "pull request" if snapshot else "record"
+            # Short: it is remembered with the rejection, in the snapshot that is at its limit.
+            description = (
+                f"the {what} would take {codec.record_size(first)} bytes,"
+                f" over {limits.limit(first.topic)}"
+            )
+            log.warning(
+                "command_too_large",
+                extra={
+                    "command_id": command_id,
+                    "topic": first.topic,
+                    "bytes": codec.record_size(first),
+                    "limit": limits.limit(first.topic),
+                },
+            )
+            applied = oversize_rejection(
+                before,
+                envelope,
+                reason=SNAPSHOT_TOO_LARGE if snapshot else RECORD_TOO_LARGE,
+                description=description,
+                completed_at=self._clock(),
+                policy=self._policy,
+            )
+            out = self._records(applied, command_id, reply_to, echo, traceparent)
+        if applied.state is not None and not all(limits.fits(r) for r in out):
+            applied = dataclasses.replace(applied, state=None)
+            out = self._records(applied, command_id, reply_to, echo, traceparent)
+        return applied, out
 
     def dead_letter(
         self,
@@ -344,30 +322,67 @@ class CommandHandler:
         *,
         envelope: CommandEnvelope | None = None,
         outcome: Outcome = Outcome.DEAD_LETTER,
+        staged: StagedChanges,
+        dlq: bool = True,
     ) -> Handled:
-        """The record as received to the DLQ; a FAILED result when we know the command id."""
-        out = [records.dead_letter_record(self._topics.dlq, message, error)]
+        """The record as received to the DLQ, and a FAILED result when the record names a
+        command id that may have one (:meth:`answerable`)."""
+        source = codec.dlq_source(
+            message.topic() or "", message.partition() or 0, message.offset() or 0
+        )
+        out = []
+        if dlq:
+            limit = self._limits.limit(self._topics.dlq) if self._limits is not None else None
+            out.append(
+                codec.dead_letter_record(
+                    self._topics.dlq,
+                    message.key(),
+                    message.value(),
+                    message.headers(),
+                    source=source,
+                    error=error,
+                    max_bytes=limit,
+                )
+            )
         command_id = (envelope.command_id if envelope is not None else "") or correlation_id
-        if command_id:
-            key = message.key()
-            pull_request_id = pull_request_id_of(envelope) if envelope is not None else ""
-            if not pull_request_id and key is not None:
-                pull_request_id = key.decode("utf-8", errors="replace")
-            result = records.failed_result(
+        # The key names the pull request when the envelope does not (or could not be read).
+        pull_request_id = (
+            pull_request_id_of(envelope) if envelope is not None else ""
+        ) or codec.key_text(message.key())
+        if command_id and self.answerable(message, command_id, pull_request_id, staged):
+            result = failed_result(
                 command_id,
                 pull_request_id,
                 command_type_name(envelope) if envelope is not None else "",
                 error,
                 self._clock(),
             )
-            out.append(records.result_record(reply_to, result, command_id, traceparent))
+            out.append(codec.result_record(reply_to, result, command_id, traceparent))
         log.warning(
-            "event=command_dead_lettered source=%s/%s/%s command_id=%s error=%r",
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            command_id or "-",
-            error,
+            "command_dead_lettered",
+            extra={
+                "source": f"{message.topic()}/{message.partition()}/{message.offset()}",
+                "command_id": command_id or "-",
+                "error": error,
+            },
         )
         command_type = command_type_name(envelope) if envelope is not None else ""
         return Handled(outcome, out, command_type, command_id=command_id or "")
+
+    @staticmethod
+    def answerable(
+        message: Message, command_id: str, pull_request_id: str, staged: StagedChanges
+    ) -> bool:
+        """Whether a dead-lettered record may give ``command_id`` a FAILED result, without
+        ever giving a command a second result: only when the id is bound to the record's pull
+        request and, where that pull request's state lives, the id has no result yet.
+
+        A pull request's state is held only on its own partition; without it here, only a
+        record keyed by the pull request id (so on its partition) shows the id is unanswered.
+        """
+        if not command_ids.binds(command_id, pull_request_id):
+            return False
+        state = staged.get(message.partition() or 0, pull_request_id)
+        if state is not None:
+            return find_processed(state, command_id) is None
+        return codec.key_text(message.key()) == pull_request_id

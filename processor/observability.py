@@ -17,21 +17,24 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from confluent_kafka import Consumer, TopicPartition
 
-from prgate import metrics as prgate_metrics
-from prgate import tracing as prgate_tracing
-from prgate.metrics import ProcessorMetrics
-from prgate.tracing import Tracing
-from processor.domain.commands import COMMAND_TYPES
+from prgate.domain.commands import COMMAND_TYPES
+from prgate.observability import metrics as prgate_metrics
+from prgate.observability import tracing as prgate_tracing
+from prgate.observability.metrics import ProcessorMetrics
+from prgate.observability.tracing import Tracing
 from processor.handler import Handled, Outcome
+from processor.record_limits import RECORD_ERRORS
+from processor.reply_topics import REASONS as REPLY_REFUSALS
 from processor.settings import ProcessorSettings
 from processor.state_store import PartitionStates
 
-# Its own logger, so the per-command lines can be turned down without the rest.
-outcome_log = logging.getLogger("processor.outcomes")
+# Only the per-command outcome lines use this module's logger, so they can be turned down
+# (the level of "processor.observability") without the rest.
+outcome_log = logging.getLogger(__name__)
 
 REFRESH_S = 1.0
 DEAD_LETTERED = (Outcome.DEAD_LETTER, Outcome.FAILED)  # each wrote one DLQ record
@@ -77,15 +80,29 @@ class ProcessorObservability:
                 lambda: self._assigned,
             )
 
+    def state_stores(self, read: Callable[[], Mapping[str, float]]) -> None:
+        """Export the state stores' memory bounds and use (``read`` at scrape time)."""
+        if self.metrics is not None:
+            self.metrics.callbacks.labelled(
+                "prgate_processor_state",
+                "RocksDB state stores: memory bounds and use (bytes), entry cache capacity",
+                "kind",
+                read,
+            )
+
     @classmethod
     def from_settings(cls, settings: ProcessorSettings) -> ProcessorObservability:
         """As configured: metrics when ``metrics_listen`` is set, tracing unless ``off``.
 
-        Raises :class:`prgate.tracing.TracingError` when tracing cannot be set up.
+        Raises :class:`prgate.observability.tracing.TracingError` when tracing cannot be set up.
         """
         tracing = prgate_tracing.setup(settings.tracing, "prgate-processor")
         metrics = (
-            ProcessorMetrics(command_types=COMMAND_TYPES.values())
+            ProcessorMetrics(
+                command_types=COMMAND_TYPES.values(),
+                reply_refusals=REPLY_REFUSALS,
+                record_errors=RECORD_ERRORS,
+            )
             if settings.metrics_listen
             else None
         )
@@ -108,13 +125,19 @@ class ProcessorObservability:
             # One line per command outcome, once it is final (its transaction committed).
             for one in handled:
                 outcome_log.info(
-                    "event=command_outcome command=%s outcome=%s command_id=%s"
-                    " pull_request_id=%s events=%d",
-                    one.command_type or "-",
-                    one.outcome.value,
-                    one.command_id or "-",
-                    one.pull_request_id or "-",
-                    one.events,
+                    "command_outcome",
+                    extra={
+                        "command": one.command_type,
+                        "outcome": one.outcome.value,
+                        "command_id": one.command_id,
+                        "pull_request_id": one.pull_request_id,
+                        "events": one.events,
+                        **(
+                            dict(zip(("trace_id", "span_id"), one.span.ids, strict=True))
+                            if one.span is not None
+                            else {}
+                        ),
+                    },
                 )
         metrics = self.metrics
         if metrics is None:
@@ -124,6 +147,10 @@ class ProcessorObservability:
             metrics.command(one.command_type or "unknown", one.outcome.value).inc()
             if one.outcome in DEAD_LETTERED:
                 dead += 1
+            if one.reply_refused:
+                metrics.reply_refused.labels(one.reply_refused).inc()
+            if one.record_error:
+                metrics.records_refused.labels(one.record_error).inc()
         metrics.committed.inc()
         metrics.batch_records.observe(len(handled))
         metrics.transaction_seconds.observe(time.monotonic() - started)

@@ -8,7 +8,7 @@ import time
 from processor.handler import Outcome
 from processor.state_store import PartitionStates
 
-log = logging.getLogger("processor.loop")
+log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 10.0
 
@@ -19,7 +19,8 @@ class Progress:
     def __init__(self, states: PartitionStates) -> None:
         self._states = states
         self.counts: dict[str, int] = {o.value: 0 for o in Outcome}
-        self.counts.update(batches=0, aborts=0)
+        # record_aborts: aborts caused by a record Kafka refused (processor.record_failures).
+        self.counts.update(batches=0, aborts=0, record_aborts=0)
         self._last = time.monotonic()
         self._logged = dict(self.counts)
 
@@ -31,11 +32,11 @@ class Progress:
     def log(self, event: str) -> None:
         self._last = time.monotonic()
         self._logged = dict(self.counts)
-        counts = " ".join(f"{k}={v}" for k, v in self.counts.items())
         log.info(
-            "event=%s %s partitions=%s pull_requests=%d",
             event,
-            counts,
-            ",".join(map(str, self._states.partitions())) or "-",
-            self._states.count(),
+            extra={
+                **self.counts,
+                "partitions": self._states.partitions(),
+                "pull_requests": self._states.count(),
+            },
         )

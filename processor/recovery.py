@@ -24,7 +24,7 @@ from collections.abc import Mapping
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-log = logging.getLogger("processor.loop")
+log = logging.getLogger(__name__)
 
 COMMITTED_TIMEOUT_S = 10.0
 REWIND_RETRY_S = 1.0
@@ -81,10 +81,10 @@ def rewind(consumer: Consumer, stop: threading.Event) -> dict[int, int]:
         except KafkaException as exc:
             if stop.is_set():
                 raise RewindStopped(f"stopped before the rewind succeeded: {exc}") from exc
-            log.warning("event=rewind_retry error=%r", exc)
+            log.warning("rewind_retry", extra={"error": exc})
             time.sleep(REWIND_RETRY_S)
     log.info(
-        "event=consumer_rewound offsets=%s",
-        ",".join(f"{tp.partition}@{tp.offset}" for tp in committed),
+        "consumer_rewound",
+        extra={"offsets": ",".join(f"{tp.partition}@{tp.offset}" for tp in committed)},
     )
     return {tp.partition: tp.offset for tp in committed}

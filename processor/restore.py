@@ -1,6 +1,7 @@
-"""Rebuild a partition's pull requests from the compacted pull-requests topic.
+"""Bring a partition's pull requests up to date from the compacted pull-requests topic.
 
-The restore reads with ``isolation.level=read_committed`` from the beginning up to partition EOF,
+The restore reads with ``isolation.level=read_committed`` from the state's checkpoint (or the
+beginning) up to partition EOF,
 which librdkafka reports at the last stable offset: every committed snapshot is seen, nothing of
 an open or aborted transaction. The caller first waits for the commands partition's committed
 offset (``Consumer.committed`` waits for pending transactional offsets under read_committed), so
@@ -11,17 +12,31 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-from google.protobuf.message import DecodeError
 
+from prgate.kafka import codec
 from prgate.v1.pull_request_pb2 import PullRequest
+from processor.state_store import PartitionState
 
 log = logging.getLogger(__name__)
 
 _CONSUME_BATCH = 1000
 _CONSUME_WAIT_S = 0.2
+_WRITE_CHUNK = 2000  # records of one partition per state write while restoring
+
+
+@dataclass
+class RestoreStats:
+    """What one restore did: records replayed, partitions restored from the beginning
+    (``cold``), partitions whose store was reset with the reason, and its duration."""
+
+    records: int = 0
+    cold: list[int] = field(default_factory=list)
+    rebuilt: dict[int, str] = field(default_factory=dict)
+    ms: float = 0.0
 
 
 class RestoreError(Exception):
@@ -29,24 +44,76 @@ class RestoreError(Exception):
 
 
 def restore_partitions(
-    consumer: Consumer, topic: str, partitions: Iterable[int], timeout_s: float
-) -> dict[int, dict[str, PullRequest]]:
-    """The latest committed PullRequest per key of each partition of ``topic``.
+    consumer: Consumer,
+    topic: str,
+    states: Mapping[int, PartitionState],
+    timeout_s: float,
+) -> RestoreStats:
+    """Bring each partition's state up to the end of its pull-requests partition.
+
+    A state with a checkpoint inside the partition's offsets replays only the records from the
+    checkpoint (a warm store); one without replays from the beginning. A checkpoint past the
+    log end (the store is ahead of the committed log: the topic was recreated or truncated, or
+    the store came from elsewhere) or before the log start is not trusted: that state is reset
+    and rebuilt from the beginning. Each written chunk carries the offset after its last record
+    as the new checkpoint; the end of the partition (read_committed: the last stable offset)
+    becomes the final one.
 
     ``consumer`` must be an assign-only consumer with ``enable.partition.eof=true`` and
     ``isolation.level=read_committed``; it is left unassigned. A tombstone removes its key.
-    Raises :class:`RestoreError` after ``timeout_s`` or on a value that is not a PullRequest:
-    a processor that ran on partial state would break the version sequence.
+    Raises :class:`RestoreError` after ``timeout_s`` or on a record that is not a usable
+    snapshot (:func:`prgate.kafka.codec.decode_snapshot`, and it must have a key): a processor
+    that ran on partial state would break the version sequence. KafkaException when the
+    offsets cannot be queried.
     """
-    wanted = sorted(set(partitions))
-    states: dict[int, dict[str, PullRequest]] = {p: {} for p in wanted}
+    stats = RestoreStats()
+    wanted = sorted(states)
     if not wanted:
-        return states
+        return stats
     started = time.monotonic()
     deadline = started + timeout_s
+    starts: list[TopicPartition] = []
+    for number in wanted:
+        state = states[number]
+        checkpoint = state.checkpoint()
+        if checkpoint is not None:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, number), timeout=max(1.0, deadline - time.monotonic())
+            )
+            reason = ""
+            if checkpoint > high:
+                reason = "ahead_of_log"
+            elif checkpoint < low:
+                reason = "behind_log_start"
+            if reason:
+                log.warning(
+                    "state_store_untrusted",
+                    extra={
+                        "topic": topic,
+                        "partition": number,
+                        "checkpoint": checkpoint,
+                        "log_start": low,
+                        "log_end": high,
+                        "reason": reason,
+                    },
+                )
+                state.reset(reason)
+                stats.rebuilt[number] = reason
+                checkpoint = None
+        if checkpoint is None:
+            stats.cold.append(number)
+        starts.append(
+            TopicPartition(topic, number, OFFSET_BEGINNING if checkpoint is None else checkpoint)
+        )
     pending = set(wanted)
-    records = 0
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in wanted])
+    changes: dict[int, dict[str, PullRequest | None]] = {p: {} for p in wanted}
+    positions: dict[int, int] = {}
+
+    def flush(partition: int, checkpoint: int | None) -> None:
+        states[partition].write(changes[partition], checkpoint)
+        changes[partition] = {}
+
+    consumer.assign(starts)
     try:
         while pending:
             if time.monotonic() > deadline:
@@ -59,42 +126,46 @@ def restore_partitions(
                 partition = message.partition()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(partition if partition is not None else -1)
+                        if partition is not None and partition in pending:
+                            pending.discard(partition)
+                            eof = message.offset()
+                            end = max(eof if eof is not None else -1, positions.get(partition, -1))
+                            flush(partition, end if end >= 0 else None)
                         continue
                     if error.fatal():
                         raise RestoreError(f"reading {topic} failed: {error}")
-                    log.warning("event=restore_consumer_error topic=%s error=%s", topic, error)
+                    log.warning("restore_consumer_error", extra={"topic": topic, "error": error})
                     continue
                 if partition is None or partition not in states:
                     continue
                 key = message.key()
+                offset = message.offset() or 0
                 if key is None:
-                    raise RestoreError(
-                        f"{topic} [{partition}] offset {message.offset()} has no key"
-                    )
-                pull_request_id = key.decode("utf-8", errors="replace")
-                value = message.value()
-                records += 1
-                if value is None:
-                    states[partition].pop(pull_request_id, None)
-                    continue
-                state = PullRequest()
+                    raise RestoreError(f"{topic} [{partition}] offset {offset} has no key")
                 try:
-                    state.ParseFromString(value)
-                except DecodeError as exc:
+                    snapshot = codec.decode_snapshot(key, message.value(), message.headers())
+                except codec.Undecodable as exc:
                     raise RestoreError(
-                        f"{topic} [{partition}] offset {message.offset()} is not a PullRequest: "
-                        f"{exc}"
+                        f"{topic} [{partition}] offset {offset} is not a PullRequest: {exc}"
                     ) from exc
-                states[partition][pull_request_id] = state
+                stats.records += 1
+                changes[partition][codec.key_text(key)] = snapshot
+                positions[partition] = offset + 1
+                if len(changes[partition]) >= _WRITE_CHUNK:
+                    flush(partition, offset + 1)
     finally:
         consumer.unassign()
+    stats.ms = (time.monotonic() - started) * 1000
     log.info(
-        "event=partitions_restored topic=%s partitions=%s records=%d pull_requests=%d ms=%.0f",
-        topic,
-        ",".join(str(p) for p in wanted),
-        records,
-        sum(len(s) for s in states.values()),
-        (time.monotonic() - started) * 1000,
+        "partitions_restored",
+        extra={
+            "topic": topic,
+            "partitions": list(wanted),
+            "cold": list(stats.cold),
+            "rebuilt": {str(p): r for p, r in sorted(stats.rebuilt.items())},
+            "records": stats.records,
+            "pull_requests": sum(states[p].count() for p in wanted),
+            "ms": round(stats.ms),
+        },
     )
-    return states
+    return stats

@@ -1,6 +1,6 @@
 """The processor's settings: one typed object from flags and ``PRGATE_*`` environment variables.
 
-``ProcessorSettings`` extends :class:`prgate.kafka_settings.KafkaSettings`, so one object carries
+``ProcessorSettings`` extends :class:`prgate.kafka.settings.KafkaSettings`, so one object carries
 the connection, the topic names and the processor's own knobs, and ``prgate.settings.load``
 fills all of them with the precedence flag > environment > default.
 """
@@ -8,14 +8,17 @@ fills all of them with the precedence flag > environment > default.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass
 from typing import Any
 
-from prgate.kafka_settings import KafkaSettings
+from prgate.domain import Policy
+from prgate.kafka.settings import KafkaSettings
+from prgate.observability.tracing import MODES as TRACING_MODES
+from prgate.policy_settings import PolicySettings
 from prgate.settings import setting
-from prgate.tracing import MODES as TRACING_MODES
-from processor.domain import Policy
+from prgate.state.settings import StateSettings
 
 
 def default_instance_id() -> str:
@@ -29,8 +32,9 @@ def default_instance_id() -> str:
 
 
 @dataclass(frozen=True)
-class ProcessorSettings(KafkaSettings):
-    """Everything a processor process is configured with."""
+class ProcessorSettings(KafkaSettings, PolicySettings, StateSettings):
+    """Everything a processor process is configured with (the domain rules and limits come
+    from :class:`prgate.policy_settings.PolicySettings`, as the gateway's do)."""
 
     group_id: str = setting(
         "prgate-processor", "PRGATE_PROCESSOR_GROUP_ID", "consumer group of the processors"
@@ -40,6 +44,13 @@ class ProcessorSettings(KafkaSettings):
         "PRGATE_PROCESSOR_INSTANCE_ID",
         "stable name of this processor instance; the transactional.id is derived from it "
         "(empty: <hostname>-<pid>)",
+    )
+    instances: int = setting(
+        1,
+        "PRGATE_PROCESSOR_INSTANCES",
+        "processor processes started by this command, each a group member with the instance"
+        " id <instance_id>-<i> (its own transactional.id); a metrics address's port is that of"
+        " instance 0, instance i adds i",
     )
     batch_max_records: int = setting(
         500, "PRGATE_PROCESSOR_BATCH_MAX_RECORDS", "most commands handled in one transaction"
@@ -65,13 +76,22 @@ class ProcessorSettings(KafkaSettings):
         "PRGATE_PROCESSOR_RESTORE_TIMEOUT_MS",
         "longest time to restore assigned partitions from the pull-requests topic",
     )
-    required_approvals: int = setting(
-        1, "PRGATE_REQUIRED_APPROVALS", "approvals from non-authors a merge needs"
-    )
     recent_commands_kept: int = setting(
         64,
         "PRGATE_RECENT_COMMANDS_KEPT",
         "command ids remembered per pull request to answer a redelivered command",
+    )
+    reply_topics: str = setting(
+        "",
+        "PRGATE_PROCESSOR_REPLY_TOPICS",
+        "topics a command's reply-to header may name besides the results topic (comma-separated);"
+        " any other reply-to is answered on the results topic",
+    )
+    reply_topics_regex: str = setting(
+        "",
+        "PRGATE_PROCESSOR_REPLY_TOPICS_REGEX",
+        "more allowed reply-to topics: a regular expression the whole topic name must match"
+        " (empty: none); internal (__*) and contract topics are never allowed",
     )
     metrics_listen: str = setting(
         "", "PRGATE_METRICS_LISTEN", "host:port to serve Prometheus /metrics on (empty: off)"
@@ -85,6 +105,7 @@ class ProcessorSettings(KafkaSettings):
     log_level: str = setting("INFO", "PRGATE_LOG_LEVEL", "log level")
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the Kafka properties file
         # Fail at start, with the setting's name, rather than deep inside librdkafka.
         checks: list[tuple[bool, str]] = [
             (bool(self.group_id), "group_id must not be empty"),
@@ -99,18 +120,25 @@ class ProcessorSettings(KafkaSettings):
             if not ok:
                 raise ValueError(message)
         self.policy()  # validates the rule settings
+        StateSettings.__post_init__(self)
+        try:
+            re.compile(self.reply_topics_regex)
+        except re.error as exc:
+            raise ValueError(f"reply_topics_regex is no regular expression: {exc}") from None
+
+    @property
+    def allowed_reply_topics(self) -> tuple[str, ...]:
+        """The names of ``reply_topics``, without blanks."""
+        return tuple(t.strip() for t in self.reply_topics.split(",") if t.strip())
 
     @property
     def resolved_instance_id(self) -> str:
         """The instance id, or ``<hostname>-<pid>`` when none is configured."""
         return self.instance_id or default_instance_id()
 
-    def policy(self) -> Policy:
-        """The domain policy these settings describe."""
-        return Policy(
-            required_approvals=self.required_approvals,
-            recent_commands_kept=self.recent_commands_kept,
-        )
+    def policy(self, **extra: Any) -> Policy:
+        """The domain policy these settings describe, with ``recent_commands_kept``."""
+        return super().policy(recent_commands_kept=self.recent_commands_kept, **extra)
 
     def transactional_id(self, instance_id: str) -> str:
         """Stable per instance, so a restarted instance fences its zombie (KIP-447 model)."""

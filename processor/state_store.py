@@ -1,23 +1,127 @@
-"""The processor's in-memory state: the pull requests of each assigned partition.
+"""The processor's state: the pull requests of each assigned partition.
 
-The store only ever holds committed state. A batch works on a :class:`StagedChanges` overlay;
-:meth:`StagedChanges.apply` copies it into the store after ``commit_transaction`` succeeded, and
-an aborted batch simply drops the overlay. That keeps "rebuild the state after an abort" free:
-what is in the store is exactly what the pull-requests topic holds for our partitions.
+Each partition's state is a :class:`PartitionState`: in memory (:class:`MemoryPartition`, with
+no state directory) or a RocksDB store on disk (:class:`StoredPartition`, see
+:mod:`prgate.state.store`) with a bounded cache of decoded entries in front of it.
+
+The state only ever holds committed state. A batch works on a :class:`StagedChanges` overlay;
+:meth:`StagedChanges.apply` writes it after ``commit_transaction`` succeeded, per partition in
+one write together with the checkpoint (the offset after the batch's last snapshot on the
+pull-requests topic, from the delivery reports), and an aborted batch simply drops the overlay.
+So what a store holds is exactly what the pull-requests topic holds for its partition up to
+its checkpoint, or newer committed states: a restart or re-assignment replays only the records
+after the checkpoint (:mod:`processor.restore`), and a SIGKILL at any point leaves no
+uncommitted state behind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
+from prgate.state import Entry, SnapshotStore
+from prgate.state.cache import DecodedCache
 from prgate.v1.pull_request_pb2 import PullRequest
 
 
+class PartitionState(Protocol):
+    """One partition's committed pull requests and the changelog offset they reflect."""
+
+    def checkpoint(self) -> int | None:
+        """The next pull-requests offset not reflected yet; None: restore from the start."""
+        ...
+
+    def get(self, pull_request_id: str) -> PullRequest | None: ...
+
+    def write(self, changes: Mapping[str, PullRequest | None], checkpoint: int | None) -> None:
+        """Apply committed ``changes`` (None removes) and move the checkpoint (None: keep)."""
+        ...
+
+    def reset(self, reason: str) -> None:
+        """Forget everything (a checkpoint the log does not confirm)."""
+        ...
+
+    def count(self) -> int:
+        """How many pull requests are held."""
+        ...
+
+    def close(self) -> None:
+        """Release the state (a store stays on disk for the next assignment)."""
+        ...
+
+
+class MemoryPartition:
+    """Pull requests in a dict; nothing survives the process, so restores start at 0."""
+
+    def __init__(self, states: dict[str, PullRequest] | None = None) -> None:
+        self._states: dict[str, PullRequest] = {} if states is None else states
+
+    def checkpoint(self) -> int | None:
+        return None
+
+    def get(self, pull_request_id: str) -> PullRequest | None:
+        return self._states.get(pull_request_id)
+
+    def write(self, changes: Mapping[str, PullRequest | None], checkpoint: int | None) -> None:
+        for pull_request_id, state in changes.items():
+            if state is None:
+                self._states.pop(pull_request_id, None)
+            else:
+                self._states[pull_request_id] = state
+
+    def reset(self, reason: str) -> None:
+        self._states.clear()
+
+    def count(self) -> int:
+        return len(self._states)
+
+    def close(self) -> None:
+        self._states.clear()
+
+
+class StoredPartition:
+    """A partition's RocksDB store with an LRU of at most ``cache_entries`` decoded entries."""
+
+    def __init__(self, store: SnapshotStore, partition: int, cache_entries: int) -> None:
+        self.store = store
+        self._partition = partition
+        self._cache = DecodedCache(store, cache_entries)
+
+    def checkpoint(self) -> int | None:
+        return self.store.checkpoints().get(self._partition)
+
+    def get(self, pull_request_id: str) -> PullRequest | None:
+        return self._cache.get(pull_request_id)
+
+    def write(self, changes: Mapping[str, PullRequest | None], checkpoint: int | None) -> None:
+        entries: dict[str, Entry | None] = {}
+        for pull_request_id, state in changes.items():
+            if state is None:
+                entries[pull_request_id] = None
+                self._cache.forget(pull_request_id)
+            else:
+                entries[pull_request_id] = Entry(state.SerializeToString(deterministic=True))
+                self._cache.remember(pull_request_id, state)
+        checkpoints = {} if checkpoint is None else {self._partition: checkpoint}
+        self.store.write(entries, checkpoints)
+
+    def reset(self, reason: str) -> None:
+        self._cache.clear()
+        self.store.reset(reason)
+
+    def count(self) -> int:
+        return self.store.count()
+
+    def close(self) -> None:
+        self._cache.clear()
+        self.store.close()
+
+
 class PartitionStates:
-    """Pull requests by partition, then by pull request id."""
+    """The state of each assigned partition."""
 
     def __init__(self) -> None:
-        self._partitions: dict[int, dict[str, PullRequest]] = {}
+        self._partitions: dict[int, PartitionState] = {}
 
     def owns(self, partition: int) -> bool:
         """Whether ``partition`` is assigned to us and restored."""
@@ -26,27 +130,43 @@ class PartitionStates:
     def partitions(self) -> list[int]:
         return sorted(self._partitions)
 
-    def put_partition(self, partition: int, states: dict[str, PullRequest]) -> None:
+    def put_partition(self, partition: int, state: PartitionState) -> None:
         """Install the restored state of a newly assigned partition."""
-        self._partitions[partition] = states
+        old = self._partitions.pop(partition, None)
+        if old is not None and old is not state:
+            old.close()
+        self._partitions[partition] = state
 
     def drop(self, partitions: Iterable[int]) -> None:
-        """Forget revoked or lost partitions: their next owner restores them from Kafka."""
+        """Close revoked or lost partitions: a store stays on disk, so getting the partition
+        back replays only what its next owner committed meanwhile."""
         for partition in partitions:
-            self._partitions.pop(partition, None)
+            state = self._partitions.pop(partition, None)
+            if state is not None:
+                state.close()
 
     def get(self, partition: int, pull_request_id: str) -> PullRequest | None:
-        return self._partitions.get(partition, {}).get(pull_request_id)
+        state = self._partitions.get(partition)
+        return None if state is None else state.get(pull_request_id)
 
-    def put(self, partition: int, pull_request_id: str, state: PullRequest) -> None:
-        """Set one committed state; ignored for a partition we no longer hold."""
-        states = self._partitions.get(partition)
-        if states is not None:
-            states[pull_request_id] = state
+    def write(
+        self,
+        partition: int,
+        changes: Mapping[str, PullRequest | None],
+        checkpoint: int | None,
+    ) -> None:
+        """Set committed states; ignored for a partition we no longer hold."""
+        state = self._partitions.get(partition)
+        if state is not None:
+            state.write(changes, checkpoint)
 
     def count(self) -> int:
         """How many pull requests are held, over all partitions."""
-        return sum(len(states) for states in self._partitions.values())
+        return sum(state.count() for state in self._partitions.values())
+
+    def close(self) -> None:
+        """Close every partition (the process stops)."""
+        self.drop(list(self._partitions))
 
     def begin(self) -> StagedChanges:
         """A fresh overlay for one transaction."""
@@ -54,24 +174,27 @@ class PartitionStates:
 
 
 class StagedChanges:
-    """The new states of one open transaction, read through before the committed store."""
+    """The new states of one open transaction, read through before the committed state."""
 
     def __init__(self, store: PartitionStates) -> None:
         self._store = store
-        self._changes: dict[tuple[int, str], PullRequest] = {}
+        self._changes: dict[int, dict[str, PullRequest]] = {}
 
     def get(self, partition: int, pull_request_id: str) -> PullRequest | None:
-        staged = self._changes.get((partition, pull_request_id))
+        staged = self._changes.get(partition, {}).get(pull_request_id)
         return staged if staged is not None else self._store.get(partition, pull_request_id)
 
     def put(self, partition: int, pull_request_id: str, state: PullRequest) -> None:
-        self._changes[(partition, pull_request_id)] = state
+        self._changes.setdefault(partition, {})[pull_request_id] = state
 
     def __len__(self) -> int:
-        return len(self._changes)
+        return sum(len(changes) for changes in self._changes.values())
 
-    def apply(self) -> None:
-        """Make the staged states the committed ones (call after the commit succeeded)."""
-        for (partition, pull_request_id), state in self._changes.items():
-            self._store.put(partition, pull_request_id, state)
+    def apply(self, checkpoints: Mapping[int, int] | None = None) -> None:
+        """Make the staged states the committed ones (call after the commit succeeded), each
+        partition's in one write with its checkpoint from ``checkpoints`` (pull-requests
+        offset after the batch's last snapshot of that partition; missing: unchanged)."""
+        checkpoints = checkpoints or {}
+        for partition, changes in self._changes.items():
+            self._store.write(partition, changes, checkpoints.get(partition))
         self._changes.clear()

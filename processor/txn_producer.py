@@ -31,11 +31,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from processor.settings import ProcessorSettings
 
-log = logging.getLogger("processor.loop")
+log = logging.getLogger(__name__)
 
 TXN_CALL_TIMEOUT_S = 10.0  # one transactional API call
 RETRY_BUDGET_S = 30.0  # all retries of one call together
@@ -95,7 +95,7 @@ def retrying(what: str, call: Callable[[], Any], stop: threading.Event) -> None:
             retriable = error is not None and error.retriable() and not error.fatal()
             if not retriable or time.monotonic() + delay > deadline or stop.is_set():
                 raise
-            log.warning("event=kafka_call_retry call=%s error=%s", what, error)
+            log.warning("kafka_call_retry", extra={"call": what, "error": error})
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -112,6 +112,10 @@ class TransactionalProducer:
         stop: threading.Event,
     ) -> None:
         self._config = settings.producer_config(instance_id)
+        self._failed_deliveries: list[tuple[str, bytes | None, bytes | None, KafkaError]] = []
+        # With local state stores, the offsets of delivered snapshots are their checkpoints.
+        self._positions_topic = settings.topics.pull_requests if settings.state_path else None
+        self._positions: dict[int, int] = {}
         self._on_error = on_error
         self._generation = 0  # of the newest producer; errors of older ones are not ours
         self._stop = stop
@@ -122,6 +126,29 @@ class TransactionalProducer:
     def producer(self) -> Producer:
         assert self._producer is not None, "start() first"
         return self._producer
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The client properties of the producers created from now on."""
+        return self._config
+
+    def configure(self, **config: Any) -> None:
+        """Client properties for the producers created from now on (before start(), or before
+        a replacement)."""
+        self._config = self._config | config
+
+    def take_failed_deliveries(self) -> list[tuple[str, bytes | None, bytes | None, KafkaError]]:
+        """The records the current producer could not deliver since the last call, as
+        ``(topic, key, value, error)``: only failures are reported
+        (``delivery.report.only.error``), so a healthy batch pays nothing for this."""
+        taken, self._failed_deliveries = self._failed_deliveries, []
+        return taken
+
+    def take_positions(self) -> dict[int, int]:
+        """Per pull-requests partition, the offset after the highest snapshot delivered since
+        the last call (only with a state directory; empty otherwise)."""
+        taken, self._positions = self._positions, {}
+        return taken
 
     def start(self) -> None:
         """Create the producer and fence (abort) anything its transactional.id left open.
@@ -147,9 +174,35 @@ class TransactionalProducer:
             if generation == self._generation:
                 self._on_error(error)
             else:
-                log.warning("event=replaced_producer_error error=%s", error)
+                log.warning("replaced_producer_error", extra={"error": error})
 
-        return Producer(self._config | {"error_cb": error_cb})
+        positions_topic = self._positions_topic
+
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            if generation != self._generation:
+                return
+            if error is not None:
+                self._failed_deliveries.append(
+                    (message.topic() or "", message.key(), message.value(), error)
+                )
+            elif message.topic() == positions_topic:
+                partition, offset = message.partition(), message.offset()
+                if (
+                    partition is not None
+                    and offset is not None
+                    and offset + 1 > self._positions.get(partition, -1)
+                ):
+                    self._positions[partition] = offset + 1
+
+        return Producer(
+            self._config
+            | {
+                "error_cb": error_cb,
+                "on_delivery": delivered,
+                # Without stores only failures are reported: a healthy batch pays nothing.
+                "delivery.report.only.error": positions_topic is None,
+            }
+        )
 
     def call(self, what: str, call: Callable[[], Any]) -> None:
         """A transactional call that may hang: retried while retriable, each try bounded."""
@@ -169,7 +222,7 @@ class TransactionalProducer:
                 TXN_CALL_TIMEOUT_S + STUCK_MARGIN_S,
             )
         except (KafkaException, StuckCallError) as exc:
-            log.warning("event=abort_failed error=%r", exc)
+            log.warning("abort_failed", extra={"error": exc})
             return False
         return True
 
@@ -181,12 +234,12 @@ class TransactionalProducer:
         retried until Kafka answers (see the module docstring); raises :class:`StopRequested`
         when stopped first (there is no producer then) and KafkaException on a fatal error.
         """
-        log.warning("event=producer_replacing reason=%r wedged=%s", reason, wedged)
+        log.warning("producer_replacing", extra={"reason": reason, "wedged": wedged})
         old, self._producer = self._producer, None
         if old is not None:
             self._retire(old, wedged=wedged)
         attempts = self._initialise_until_ready()
-        log.info("event=producer_replaced attempts=%d", attempts)
+        log.info("producer_replaced", extra={"attempts": attempts})
 
     def _initialise_until_ready(self) -> int:
         """Set a new, initialised producer; returns how many init attempts it took."""
@@ -225,10 +278,8 @@ class TransactionalProducer:
                     self._retire(producer, wedged=False)
                     candidate = None
             log.warning(
-                "event=producer_init_retry attempt=%d next_in_s=%.1f error=%r",
-                attempt,
-                delay,
-                failure,
+                "producer_init_retry",
+                extra={"attempt": attempt, "next_in_s": round(delay, 1), "error": failure},
             )
             self._stop.wait(delay)
             delay = min(delay * 2, REPLACE_BACKOFF_MAX_S)
@@ -239,27 +290,39 @@ class TransactionalProducer:
             try:
                 bounded_call("close_producer", lambda: _purge_and_close(producer), CLOSE_LIMIT_S)
             except (KafkaException, RuntimeError) as exc:
-                log.warning("event=old_producer_close_failed error=%r", exc)
+                log.warning("old_producer_close_failed", extra={"error": exc})
             except StuckCallError:
                 wedged = True
         if wedged:
             self._abandoned.append(producer)
-            log.warning("event=producer_abandoned abandoned=%d", len(self._abandoned))
+            log.warning("producer_abandoned", extra={"abandoned": len(self._abandoned)})
 
     def close(self, *, in_transaction: bool) -> None:
-        """Abort a transaction left open (only after a fatal error), flush and close."""
-        if self._producer is None:
+        """Abort a transaction left open (only after a fatal error), flush and close.
+
+        Never raises: a fenced or otherwise failed producer refuses ``flush`` with the error
+        that ended the run (``KafkaException(_FENCED)``); the process is stopping anyway, and
+        its stop line and metrics shutdown must still happen. Each failure is one log line.
+        """
+        producer, self._producer = self._producer, None
+        if producer is None:
             return
         if in_transaction:
             try:
-                self._producer.abort_transaction(TXN_CALL_TIMEOUT_S)
+                producer.abort_transaction(TXN_CALL_TIMEOUT_S)
             except KafkaException as exc:
-                log.warning("event=abort_on_close_failed error=%r", exc)
-        remaining = self._producer.flush(5.0)
-        if remaining:
-            log.warning("event=producer_flush_incomplete remaining=%d", remaining)
-        self._producer.close()
-        self._producer = None
+                log.warning("abort_on_close_failed", extra={"error": kafka_error(exc) or exc})
+        try:
+            remaining = producer.flush(CLOSE_LIMIT_S)
+            if remaining:
+                log.warning("producer_flush_incomplete", extra={"remaining": remaining})
+        except KafkaException as exc:
+            # Records of an unfinished transaction are never committed: nothing is lost.
+            log.warning("producer_flush_failed", extra={"error": kafka_error(exc) or exc})
+        try:
+            producer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("producer_close_failed", extra={"error": kafka_error(exc) or exc})
 
 
 def _purge_and_close(producer: Producer) -> None:

@@ -6,11 +6,12 @@ no error. The loop cannot tell that from a quiet topic by itself, so while ``con
 returns nothing the watchdog asks the brokers (at most every ``check_every_s``, each query
 bounded) whether an assigned partition has records beyond the consumer's position (or its
 committed offset, before the first record). When that stays so, with nothing delivered, for
-``stall_s``, the consumer is declared wedged and the loop replaces it with a new one
-(:meth:`processor.loop.Processor`), which rejoins the group and restores its partitions from
-the compacted topic as on any assignment. No transaction is open at that point, so no state
-or offset is lost; the worst a false alarm costs is a rebalance and a restore, and repeated
-alarms back off (``stall_s`` doubles up to ``MAX_STALL_S`` until records flow again).
+``stall_s``, the consumer is declared wedged and replaced by a new one
+(:class:`processor.membership.GroupMember`), which rejoins the group and restores its
+partitions from the compacted topic as on any assignment. No transaction is open at that
+point, so no state or offset is lost; the worst a false alarm costs is a rebalance and a
+restore, and repeated alarms back off (``stall_s`` doubles up to ``MAX_STALL_S`` until records
+flow again).
 
 A query that fails (Kafka unreachable) proves nothing and restarts the stall clock: an outage
 is not a wedged consumer.
@@ -26,7 +27,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from processor.txn_producer import StuckCallError, bounded_call
 
-log = logging.getLogger("processor.loop")
+log = logging.getLogger(__name__)
 
 STALL_S = 20.0
 MAX_STALL_S = 300.0
@@ -57,7 +58,7 @@ def lagging_partitions(consumer: Consumer, timeout_s: float) -> dict[int, tuple[
             if start < high:
                 lagging[tp.partition] = (start, high)
     except (KafkaException, RuntimeError, TypeError) as exc:
-        log.debug("event=watermark_query_failed error=%r", exc)
+        log.debug("watermark_query_failed", extra={"error": exc})
         return None
     return lagging
 
@@ -117,7 +118,7 @@ class ConsumerWatchdog:
         try:
             bounded_call("close_consumer", consumer.close, CLOSE_LIMIT_S)
         except (KafkaException, RuntimeError) as exc:
-            log.warning("event=old_consumer_close_failed error=%r", exc)
+            log.warning("old_consumer_close_failed", extra={"error": exc})
         except StuckCallError:
             self._abandoned.append(consumer)
-            log.error("event=consumer_abandoned abandoned=%d", len(self._abandoned))
+            log.error("consumer_abandoned", extra={"abandoned": len(self._abandoned)})

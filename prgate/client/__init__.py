@@ -12,8 +12,14 @@
         assert client.get(pr_id).status == PullRequestStatus.PULL_REQUEST_STATUS_MERGED
 
 Each command call carries an idempotency key (yours or a fresh uuid4), reused when the client
-retries after UNAVAILABLE, so a retry never applies a command twice. Errors are
-:class:`PrgateError` subclasses with the decoded ``google.rpc`` details.
+retries after UNAVAILABLE, so a retry never applies a command twice. The keywords of every
+command (``mode``, ``idempotency_key``, ``expected_version``, ``timeout``) can also come as one
+:class:`CallOptions` (``options=``). Errors are :class:`PrgateError` subclasses with the
+decoded ``google.rpc`` details.
+
+Read-your-writes across gateways: the client's :class:`Session` (``client.session``) keeps the
+consistency token of every answer and sends it with the next call about the same pull
+request, so a pull request opened through one gateway is found by the next call on any other.
 """
 
 from prgate.client.aio import AsyncClient
@@ -41,8 +47,10 @@ from prgate.client.errors import (
     error_from_result,
     error_from_rpc,
 )
+from prgate.client.options import CallKeywords, CallOptions
 from prgate.client.requests import Conclusion, Mode, Status
 from prgate.client.retry import NO_RETRY, RetryEvent, RetryPolicy
+from prgate.client.session import Session
 from prgate.client.sync import Client
 from prgate.v1.command_service_pb2 import CommandReceipt
 from prgate.v1.outcome_pb2 import CommandState
@@ -54,6 +62,8 @@ __all__ = [
     "Aborted",
     "AlreadyExists",
     "AsyncClient",
+    "CallKeywords",
+    "CallOptions",
     "Cancelled",
     "Client",
     "CommandReceipt",
@@ -78,6 +88,7 @@ __all__ = [
     "ResourceExhausted",
     "RetryEvent",
     "RetryPolicy",
+    "Session",
     "Status",
     "Unauthenticated",
     "Unavailable",

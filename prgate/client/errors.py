@@ -1,7 +1,7 @@
 """Exceptions of the prgate client: one class per gRPC code family, with decoded details.
 
 The gateway sends every error as a ``google.rpc.Status`` in the ``grpc-status-details-bin``
-trailer (DESIGN.md, "Errors"). :func:`error_from_rpc` turns a failed call into the matching
+trailer (docs/contract.md, "Errors"). :func:`error_from_rpc` turns a failed call into the matching
 :class:`PrgateError` subclass, whose attributes expose the typed details: field violations
 (INVALID_ARGUMENT), precondition violations (FAILED_PRECONDITION), the missing resource
 (NOT_FOUND), the ErrorInfo reason and metadata (``command_id``, ``pull_request_id``) and the
@@ -337,7 +337,7 @@ def error_from_result(result: results_pb2.CommandResult) -> PrgateError | None:
         (
             _KIND_CODE[kind]
             for kind in _KIND_CODE
-            if any(v.kind == kind for v in violations)  # first kind in DESIGN.md's order
+            if any(v.kind == kind for v in violations)  # first kind in docs/contract.md's order
         ),
         grpc.StatusCode.FAILED_PRECONDITION,
     )

@@ -1,16 +1,15 @@
 """Request messages of the gateway's RPCs, built from plain Python arguments.
 
-Shared by the sync and the asyncio client. Every command call gets an idempotency key: the
-caller's, or a fresh uuid4 per logical call, which the client then reuses for each of its own
-retries of that call.
+Shared by the sync and the asyncio client: each client method describes its call as a
+:class:`Unary` or a :class:`Watch`, which either client then makes with its own I/O.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from google.protobuf.message import Message
 
@@ -48,65 +47,56 @@ STATUSES: dict[str, pull_request_pb2.PullRequestStatus] = {
 
 
 @dataclass(frozen=True)
-class CommandCall:
-    """One logical command call: the RPC's name, its request and the key of its retries."""
+class Unary:
+    """One logical unary call, as both clients make it.
+
+    ``rpc`` is the method's name in its service; ``unpack`` turns the response into what the
+    client method returns; ``timeout`` is seconds per attempt (None: the client's
+    ``timeout``); ``idempotency_key`` is the key every retry of a command resends ("" for a
+    query).
+    """
 
     rpc: str
     request: Message
-    idempotency_key: str
+    unpack: Callable[[Any], Any]
+    timeout: float | None = None
+    idempotency_key: str = ""
 
 
-def _lookup(table: Mapping[str, E], value: str, what: str) -> E:
+@dataclass(frozen=True)
+class Watch:
+    """One logical server-streaming call, reopened after UNAVAILABLE.
+
+    ``fresh`` says whether an item is new and remembers it (so one Watch serves one call);
+    only fresh items are passed on, so a reopened stream never repeats one. ``timeout`` is
+    seconds for the whole watch, reopenings included (None: no limit). With ``rewatch`` the
+    stream is also reopened after DEADLINE_EXCEEDED while that time is left: the gateway
+    bounds each watch itself.
+    """
+
+    rpc: str
+    request: Message
+    fresh: Callable[[Any], bool]
+    unpack: Callable[[Any], Any]
+    timeout: float | None = None
+    rewatch: bool = False
+
+
+def lookup(table: Mapping[str, E], value: str, what: str) -> E:
+    """``table[value]`` for a case-insensitive name; ValueError names the allowed ones."""
     try:
         return table[value.lower()]
     except KeyError:
         raise ValueError(f"{what} must be one of {', '.join(table)}, not {value!r}") from None
 
 
-def command_options(
-    mode: Mode | None, idempotency_key: str | None, expected_version: int | None
-) -> svc.CommandOptions:
-    options = svc.CommandOptions(idempotency_key=idempotency_key or uuid.uuid4().hex)
-    if mode is not None:
-        options.response_mode = _lookup(MODES, mode, "mode")
-    if expected_version is not None:
-        options.expected_version = expected_version
-    return options
-
-
-def command(
-    rpc: str,
-    request_type: type[Message],
-    body: Message,
-    *,
-    mode: Mode | None,
-    idempotency_key: str | None,
-    expected_version: int | None,
-) -> CommandCall:
-    options = command_options(mode, idempotency_key, expected_version)
+def command(body: Message, options: svc.CommandOptions, timeout: float | None) -> Unary:
+    """The call of the command RPC that carries ``body`` (one of the commands_pb2 messages)."""
+    rpc, request_type = COMMAND_RPCS[type(body)]
     request = request_type()
     request.command.CopyFrom(body)  # type: ignore[attr-defined]
     request.options.CopyFrom(options)  # type: ignore[attr-defined]
-    return CommandCall(rpc, request, options.idempotency_key)
-
-
-def open_pull_request(
-    repository: str,
-    title: str,
-    author: str,
-    source_branch: str,
-    target_branch: str,
-    *,
-    description: str = "",
-) -> commands_pb2.OpenPullRequest:
-    return commands_pb2.OpenPullRequest(
-        repository=repository,
-        title=title,
-        author=author,
-        source_branch=source_branch,
-        target_branch=target_branch,
-        description=description,
-    )
+    return Unary(rpc, request, RECEIPT, timeout, options.idempotency_key)
 
 
 def record_check(
@@ -115,7 +105,7 @@ def record_check(
     return commands_pb2.RecordCheckResult(
         pull_request_id=pull_request_id,
         check_name=check_name,
-        conclusion=_lookup(CONCLUSIONS, conclusion, "conclusion"),
+        conclusion=lookup(CONCLUSIONS, conclusion, "conclusion"),
     )
 
 
@@ -126,16 +116,25 @@ def list_request(
         repository=repository, page_size=page_size, page_token=page_token
     )
     if status is not None:
-        request.status = _lookup(STATUSES, status, "status")
+        request.status = lookup(STATUSES, status, "status")
     return request
 
 
-# The RPC and request type of each command method: (rpc name, request class).
-OPEN = ("OpenPullRequest", svc.OpenPullRequestRequest)
-CHANGE_TITLE = ("ChangePullRequestTitle", svc.ChangePullRequestTitleRequest)
-APPROVE = ("ApprovePullRequest", svc.ApprovePullRequestRequest)
-RECORD_CHECK = ("RecordCheckResult", svc.RecordCheckResultRequest)
-MERGE = ("MergePullRequest", svc.MergePullRequestRequest)
-CLOSE = ("ClosePullRequest", svc.ClosePullRequestRequest)
-REOPEN = ("ReopenPullRequest", svc.ReopenPullRequestRequest)
-REVERT = ("RevertPullRequest", svc.RevertPullRequestRequest)
+# What the client returns of a response: the receipt of a command, the snapshot of a query.
+RECEIPT = operator.attrgetter("receipt")
+PULL_REQUEST = operator.attrgetter("pull_request")
+
+# The RPC and request type of each command, by the type of its body.
+COMMAND_RPCS: dict[type[Message], tuple[str, type[Message]]] = {
+    commands_pb2.OpenPullRequest: ("OpenPullRequest", svc.OpenPullRequestRequest),
+    commands_pb2.ChangePullRequestTitle: (
+        "ChangePullRequestTitle",
+        svc.ChangePullRequestTitleRequest,
+    ),
+    commands_pb2.ApprovePullRequest: ("ApprovePullRequest", svc.ApprovePullRequestRequest),
+    commands_pb2.RecordCheckResult: ("RecordCheckResult", svc.RecordCheckResultRequest),
+    commands_pb2.MergePullRequest: ("MergePullRequest", svc.MergePullRequestRequest),
+    commands_pb2.ClosePullRequest: ("ClosePullRequest", svc.ClosePullRequestRequest),
+    commands_pb2.ReopenPullRequest: ("ReopenPullRequest", svc.ReopenPullRequestRequest),
+    commands_pb2.RevertPullRequest: ("RevertPullRequest", svc.RevertPullRequestRequest),
+}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from prgate.client.errors import PrgateError, error_for
+from prgate.client.errors import PrgateError, error_for, error_from_rpc
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,40 @@ class RetryEvent:
     attempt: int
     error: PrgateError
     delay: float
+
+
+@dataclass
+class Attempts:
+    """The retry state of one logical call; both clients keep one per call.
+
+    ``number`` is the attempt running now (1-based). ``idempotency_key`` is the key the call
+    sends, named in its errors ("" for queries); ``on_retry`` is the client's hook.
+    """
+
+    method: str
+    policy: RetryPolicy
+    on_retry: Callable[[RetryEvent], None] | None = None
+    idempotency_key: str = ""
+    number: int = 1
+
+    def failed(self, exc: grpc.RpcError) -> float:
+        """After ``exc`` ended the attempt: seconds to wait before the next one (the hook has
+        seen it). Raises the :class:`PrgateError` of ``exc`` when no attempt follows."""
+        return self.retry(error_from_rpc(exc, idempotency_key=self.idempotency_key), exc)
+
+    def retry(self, error: PrgateError, cause: BaseException) -> float:
+        """:meth:`failed` for an error already decoded from ``cause``."""
+        if not self.policy.should_retry(error, self.number):
+            raise error from cause
+        delay = self.policy.delay(self.number, error)
+        if self.on_retry is not None:
+            self.on_retry(RetryEvent(self.method, self.number, error, delay))
+        self.number += 1
+        return delay
+
+    def restart(self) -> None:
+        """The call made progress (a stream yielded something new): the budget starts over."""
+        self.number = 1
 
 
 def remaining(deadline: float | None) -> float | None:

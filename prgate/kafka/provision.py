@@ -125,7 +125,7 @@ def provision(home: Path | None = None, *, environ: Mapping[str, str] | None = N
         pom.write_bytes(resources.files("prgate").joinpath("kafka/pom.xml").read_bytes())
         staging = home / f"libs.partial-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        log.info("event=kafka_provision version=%s home=%s", KAFKA_VERSION, home)
+        log.info("kafka_provision", extra={"version": KAFKA_VERSION, "home": home})
         started = time.monotonic()
         cmd = [
             mvn,
@@ -151,8 +151,10 @@ def provision(home: Path | None = None, *, environ: Mapping[str, str] | None = N
         staging.rename(libs)
         marker.write_text(KAFKA_VERSION + "\n")
         log.info(
-            "event=kafka_provisioned jars=%d seconds=%.1f",
-            len(list(libs.iterdir())),
-            time.monotonic() - started,
+            "kafka_provisioned",
+            extra={
+                "jars": len(list(libs.iterdir())),
+                "seconds": round(time.monotonic() - started, 1),
+            },
         )
     return libs

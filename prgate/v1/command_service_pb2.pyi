@@ -19,26 +19,30 @@ RESPONSE_MODE_ACCEPTED: ResponseMode
 RESPONSE_MODE_COMPLETED: ResponseMode
 
 class CommandOptions(_message.Message):
-    __slots__ = ("response_mode", "idempotency_key", "expected_version")
+    __slots__ = ("response_mode", "idempotency_key", "expected_version", "consistency_token")
     RESPONSE_MODE_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     response_mode: ResponseMode
     idempotency_key: str
     expected_version: int
-    def __init__(self, response_mode: _Optional[_Union[ResponseMode, str]] = ..., idempotency_key: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+    consistency_token: str
+    def __init__(self, response_mode: _Optional[_Union[ResponseMode, str]] = ..., idempotency_key: _Optional[str] = ..., expected_version: _Optional[int] = ..., consistency_token: _Optional[str] = ...) -> None: ...
 
 class CommandReceipt(_message.Message):
-    __slots__ = ("command_id", "pull_request_id", "state", "result")
+    __slots__ = ("command_id", "pull_request_id", "state", "result", "consistency_token")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
     PULL_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     command_id: str
     pull_request_id: str
     state: _outcome_pb2.CommandState
     result: _results_pb2.CommandResult
-    def __init__(self, command_id: _Optional[str] = ..., pull_request_id: _Optional[str] = ..., state: _Optional[_Union[_outcome_pb2.CommandState, str]] = ..., result: _Optional[_Union[_results_pb2.CommandResult, _Mapping]] = ...) -> None: ...
+    consistency_token: str
+    def __init__(self, command_id: _Optional[str] = ..., pull_request_id: _Optional[str] = ..., state: _Optional[_Union[_outcome_pb2.CommandState, str]] = ..., result: _Optional[_Union[_results_pb2.CommandResult, _Mapping]] = ..., consistency_token: _Optional[str] = ...) -> None: ...
 
 class OpenPullRequestRequest(_message.Message):
     __slots__ = ("command", "options")

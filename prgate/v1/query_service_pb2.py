@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from prgate.v1 import pull_request_pb2 as prgate_dot_v1_dot_pull__request__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprgate/v1/query_service.proto\x12\tprgate.v1\x1a\x1cprgate/v1/pull_request.proto\"0\n\x15GetPullRequestRequest\x12\x17\n\x0fpull_request_id\x18\x01 \x01(\t\"F\n\x16GetPullRequestResponse\x12,\n\x0cpull_request\x18\x01 \x01(\x0b\x32\x16.prgate.v1.PullRequest\"\x82\x01\n\x17ListPullRequestsRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.prgate.v1.PullRequestStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"b\n\x18ListPullRequestsResponse\x12-\n\rpull_requests\x18\x01 \x03(\x0b\x32\x16.prgate.v1.PullRequest\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x17WatchPullRequestRequest\x12\x17\n\x0fpull_request_id\x18\x01 \x01(\t\"H\n\x18WatchPullRequestResponse\x12,\n\x0cpull_request\x18\x01 \x01(\x0b\x32\x16.prgate.v1.PullRequest2\xac\x02\n\x17PullRequestQueryService\x12U\n\x0eGetPullRequest\x12 .prgate.v1.GetPullRequestRequest\x1a!.prgate.v1.GetPullRequestResponse\x12[\n\x10ListPullRequests\x12\".prgate.v1.ListPullRequestsRequest\x1a#.prgate.v1.ListPullRequestsResponse\x12]\n\x10WatchPullRequest\x12\".prgate.v1.WatchPullRequestRequest\x1a#.prgate.v1.WatchPullRequestResponse0\x01\x42\x64\n\rdev.prgate.v1B\x11QueryServiceProtoP\x01Z2github.com/prgate/prgate/gen/go/prgate/v1;prgatev1\xaa\x02\tPrgate.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dprgate/v1/query_service.proto\x12\tprgate.v1\x1a\x1cprgate/v1/pull_request.proto\"K\n\x15GetPullRequestRequest\x12\x17\n\x0fpull_request_id\x18\x01 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"a\n\x16GetPullRequestResponse\x12,\n\x0cpull_request\x18\x01 \x01(\x0b\x32\x16.prgate.v1.PullRequest\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"\x9d\x01\n\x17ListPullRequestsRequest\x12\x12\n\nrepository\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.prgate.v1.PullRequestStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x05 \x01(\t\"b\n\x18ListPullRequestsResponse\x12-\n\rpull_requests\x18\x01 \x03(\x0b\x32\x16.prgate.v1.PullRequest\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"M\n\x17WatchPullRequestRequest\x12\x17\n\x0fpull_request_id\x18\x01 \x01(\t\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t\"c\n\x18WatchPullRequestResponse\x12,\n\x0cpull_request\x18\x01 \x01(\x0b\x32\x16.prgate.v1.PullRequest\x12\x19\n\x11\x63onsistency_token\x18\x02 \x01(\t2\xac\x02\n\x17PullRequestQueryService\x12U\n\x0eGetPullRequest\x12 .prgate.v1.GetPullRequestRequest\x1a!.prgate.v1.GetPullRequestResponse\x12[\n\x10ListPullRequests\x12\".prgate.v1.ListPullRequestsRequest\x1a#.prgate.v1.ListPullRequestsResponse\x12]\n\x10WatchPullRequest\x12\".prgate.v1.WatchPullRequestRequest\x1a#.prgate.v1.WatchPullRequestResponse0\x01\x42\x64\n\rdev.prgate.v1B\x11QueryServiceProtoP\x01Z2github.com/prgate/prgate/gen/go/prgate/v1;prgatev1\xaa\x02\tPrgate.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,17 +34,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\rdev.prgate.v1B\021QueryServiceProtoP\001Z2github.com/prgate/prgate/gen/go/prgate/v1;prgatev1\252\002\tPrgate.V1'
   _globals['_GETPULLREQUESTREQUEST']._serialized_start=74
-  _globals['_GETPULLREQUESTREQUEST']._serialized_end=122
-  _globals['_GETPULLREQUESTRESPONSE']._serialized_start=124
-  _globals['_GETPULLREQUESTRESPONSE']._serialized_end=194
-  _globals['_LISTPULLREQUESTSREQUEST']._serialized_start=197
-  _globals['_LISTPULLREQUESTSREQUEST']._serialized_end=327
-  _globals['_LISTPULLREQUESTSRESPONSE']._serialized_start=329
-  _globals['_LISTPULLREQUESTSRESPONSE']._serialized_end=427
-  _globals['_WATCHPULLREQUESTREQUEST']._serialized_start=429
-  _globals['_WATCHPULLREQUESTREQUEST']._serialized_end=479
-  _globals['_WATCHPULLREQUESTRESPONSE']._serialized_start=481
-  _globals['_WATCHPULLREQUESTRESPONSE']._serialized_end=553
-  _globals['_PULLREQUESTQUERYSERVICE']._serialized_start=556
-  _globals['_PULLREQUESTQUERYSERVICE']._serialized_end=856
+  _globals['_GETPULLREQUESTREQUEST']._serialized_end=149
+  _globals['_GETPULLREQUESTRESPONSE']._serialized_start=151
+  _globals['_GETPULLREQUESTRESPONSE']._serialized_end=248
+  _globals['_LISTPULLREQUESTSREQUEST']._serialized_start=251
+  _globals['_LISTPULLREQUESTSREQUEST']._serialized_end=408
+  _globals['_LISTPULLREQUESTSRESPONSE']._serialized_start=410
+  _globals['_LISTPULLREQUESTSRESPONSE']._serialized_end=508
+  _globals['_WATCHPULLREQUESTREQUEST']._serialized_start=510
+  _globals['_WATCHPULLREQUESTREQUEST']._serialized_end=587
+  _globals['_WATCHPULLREQUESTRESPONSE']._serialized_start=589
+  _globals['_WATCHPULLREQUESTRESPONSE']._serialized_end=688
+  _globals['_PULLREQUESTQUERYSERVICE']._serialized_start=691
+  _globals['_PULLREQUESTQUERYSERVICE']._serialized_end=991
 # @@protoc_insertion_point(module_scope)

@@ -8,28 +8,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GetPullRequestRequest(_message.Message):
-    __slots__ = ("pull_request_id",)
+    __slots__ = ("pull_request_id", "consistency_token")
     PULL_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     pull_request_id: str
-    def __init__(self, pull_request_id: _Optional[str] = ...) -> None: ...
+    consistency_token: str
+    def __init__(self, pull_request_id: _Optional[str] = ..., consistency_token: _Optional[str] = ...) -> None: ...
 
 class GetPullRequestResponse(_message.Message):
-    __slots__ = ("pull_request",)
+    __slots__ = ("pull_request", "consistency_token")
     PULL_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     pull_request: _pull_request_pb2.PullRequest
-    def __init__(self, pull_request: _Optional[_Union[_pull_request_pb2.PullRequest, _Mapping]] = ...) -> None: ...
+    consistency_token: str
+    def __init__(self, pull_request: _Optional[_Union[_pull_request_pb2.PullRequest, _Mapping]] = ..., consistency_token: _Optional[str] = ...) -> None: ...
 
 class ListPullRequestsRequest(_message.Message):
-    __slots__ = ("repository", "status", "page_size", "page_token")
+    __slots__ = ("repository", "status", "page_size", "page_token", "consistency_token")
     REPOSITORY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     repository: str
     status: _pull_request_pb2.PullRequestStatus
     page_size: int
     page_token: str
-    def __init__(self, repository: _Optional[str] = ..., status: _Optional[_Union[_pull_request_pb2.PullRequestStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    consistency_token: str
+    def __init__(self, repository: _Optional[str] = ..., status: _Optional[_Union[_pull_request_pb2.PullRequestStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., consistency_token: _Optional[str] = ...) -> None: ...
 
 class ListPullRequestsResponse(_message.Message):
     __slots__ = ("pull_requests", "next_page_token")
@@ -40,13 +46,17 @@ class ListPullRequestsResponse(_message.Message):
     def __init__(self, pull_requests: _Optional[_Iterable[_Union[_pull_request_pb2.PullRequest, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class WatchPullRequestRequest(_message.Message):
-    __slots__ = ("pull_request_id",)
+    __slots__ = ("pull_request_id", "consistency_token")
     PULL_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     pull_request_id: str
-    def __init__(self, pull_request_id: _Optional[str] = ...) -> None: ...
+    consistency_token: str
+    def __init__(self, pull_request_id: _Optional[str] = ..., consistency_token: _Optional[str] = ...) -> None: ...
 
 class WatchPullRequestResponse(_message.Message):
-    __slots__ = ("pull_request",)
+    __slots__ = ("pull_request", "consistency_token")
     PULL_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     pull_request: _pull_request_pb2.PullRequest
-    def __init__(self, pull_request: _Optional[_Union[_pull_request_pb2.PullRequest, _Mapping]] = ...) -> None: ...
+    consistency_token: str
+    def __init__(self, pull_request: _Optional[_Union[_pull_request_pb2.PullRequest, _Mapping]] = ..., consistency_token: _Optional[str] = ...) -> None: ...

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from helpers.kafka import free_port
 
-from prgate.kafka_settings import KafkaSettings
-from processor.contract import Topics
+from prgate.kafka.contract import Topics
+from prgate.kafka.settings import KafkaSettings
 from tests.e2e.stack import GatewayProcess, Stack
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka.settings import KafkaSettings
 from prgate.v1 import command_service_pb2_grpc, query_service_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,6 +141,9 @@ def base_env(kafka: KafkaSettings) -> dict[str, str]:
             "PRGATE_TOPIC_PREFIX": kafka.topic_prefix,
             "PRGATE_PARTITIONS": str(kafka.partitions),
             "PRGATE_LOG_LEVEL": "INFO",
+            # No load balancer watches a test's gateways: stop without the drain window
+            # (tests of the drain set it).
+            "PRGATE_DRAIN_S": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -1,6 +1,7 @@
 """prgate.client against a real gateway, processor and broker: a pull request's whole life,
 the exceptions of each refusal, idempotent keys, the asyncio client, and a retry across a
-gateway restart that applies the command exactly once."""
+gateway restart that applies the command exactly once (its first attempt reached Kafka and lost
+its answer)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Message
 from helpers.kafka import free_port
 
+from gateway.idempotency import command_id_for_key
 from prgate.client import (
     Aborted,
     AlreadyExists,
@@ -23,10 +26,13 @@ from prgate.client import (
     NotFound,
     RetryEvent,
     RetryPolicy,
-    Unavailable,
 )
+from prgate.kafka import codec
+from prgate.kafka.contract import HEADER_CORRELATION_ID
 from prgate.v1 import outcome_pb2, pull_request_pb2
+from prgate.v1.commands_pb2 import CommandEnvelope
 from tests.e2e.stack import GatewayProcess, Stack
+from tests.faults.readback import read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 SUCCEEDED = outcome_pb2.COMMAND_STATE_SUCCEEDED
@@ -160,46 +166,93 @@ def test_asyncio_client_through_a_merge(gateway: GatewayProcess) -> None:
     assert seen == sorted(set(seen)) and seen[-1] == 5 and seen[0] <= 2
 
 
+def copies_on_kafka(stack: Stack, command_id: str, count: int) -> list[CommandEnvelope]:
+    """Wait (bounded) until the commands topic holds ``count`` records of ``command_id``."""
+
+    def mine(records: list[Message]) -> list[CommandEnvelope]:
+        found = [
+            codec.decode_command(m.key(), m.value(), m.headers())
+            for m in records
+            if codec.header(m.headers(), HEADER_CORRELATION_ID) == command_id
+        ]
+        return [c for c in found if c.command_id == command_id]
+
+    records = read_topic(
+        stack.kafka,
+        stack.kafka.topics.commands,
+        timeout=60,
+        until=lambda records: len(mine(records)) >= count,
+    )
+    return mine(records)
+
+
 def test_retry_across_a_gateway_restart_applies_the_command_once(stack: Stack) -> None:
-    stack.processor()
+    """The first attempt reaches Kafka and loses its answer: the processor is stopped, so the
+    gateway holds the COMPLETED call; once the command is on the commands topic (the
+    broker's ack is in) the gateway is SIGKILLed. The client retries the same idempotency key
+    on a new gateway, which produces the command again; the processor, started only then,
+    applies it once and answers the second copy duplicate=True."""
+    processor = stack.processor()
     port = free_port()
     gateway = stack.gateway(port)
     events: list[RetryEvent] = []
     patient = RetryPolicy(max_attempts=40, initial_backoff=0.2, max_backoff=1.0)
     options = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 500)]
     with Client(
-        gateway.target, timeout=20, retry=patient, on_retry=events.append, options=options
+        gateway.target, timeout=60, retry=patient, on_retry=events.append, options=options
     ) as client:
         pr_id = client.open_pull_request(
             "acme/widgets", "Restart", "ada", branch(), "main"
         ).pull_request_id
-        gateway.stop()
-        with (
-            Client(gateway.target, retry=RetryPolicy(max_attempts=1)) as impatient,
-            pytest.raises(Unavailable),
-        ):
-            impatient.get(pr_id)
+        assert processor.stop() == 0  # nothing answers the next command for now
+        key = f"approve-{uuid.uuid4().hex}"
+        command_id = command_id_for_key("", key, pr_id)
 
         outcome: list[object] = []
 
         def approve() -> None:
             try:
-                outcome.append(client.approve(pr_id, "bob"))
+                outcome.append(client.approve(pr_id, "bob", idempotency_key=key, mode="completed"))
             except Exception as exc:  # reported by the assertion below
                 outcome.append(exc)
 
         caller = threading.Thread(target=approve)
         caller.start()
+        # The first attempt is on Kafka (acknowledged) and its call still waits: kill the
+        # gateway between the broker's ack and the reply.
+        copies_on_kafka(stack, command_id, 1)
+        assert caller.is_alive() and not outcome and not events
+        gateway.kill()
         while not events:  # the call is failing over to retries now
             caller.join(0.05)
+        assert caller.is_alive() and not outcome
         stack.gateway(port, name="g1")
-        caller.join(60)
+        # The retry reaches Kafka a second time through the new gateway (it never saw the
+        # first copy's result: there is none yet) ...
+        first, second = copies_on_kafka(stack, command_id, 2)
+        assert first.approve_pull_request == second.approve_pull_request
+        # ... and only now does a processor run.
+        stack.processor()
+        caller.join(90)
         assert not caller.is_alive()
         (receipt,) = outcome
         assert getattr(receipt, "state", receipt) == SUCCEEDED
-        assert all(e.error.code.name == "UNAVAILABLE" for e in events)
+        assert events and all(e.error.code.name == "UNAVAILABLE" for e in events)
         pr = client.get(pr_id)
         assert pr.version == 2 and [r.reviewer for r in pr.reviews] == ["bob"]
+
+    # Applied once: one result of its own, the copy answered duplicate=True, one event.
+    results = [
+        codec.decode_result(m.value(), m.headers())
+        for m in read_topic(stack.kafka, stack.kafka.topics.results, timeout=60)
+    ]
+    mine = [(r.state, r.duplicate, r.version) for r in results if r.command_id == command_id]
+    assert sorted(mine) == [(SUCCEEDED, False, 2), (SUCCEEDED, True, 2)], mine
+    events_of = [
+        codec.decode_event(m.value(), m.headers())
+        for m in read_topic(stack.kafka, stack.kafka.topics.events, timeout=60)
+    ]
+    assert [e.version for e in events_of if e.command_id == command_id] == [2]
 
 
 def test_readme_client_example_runs_as_written(
@@ -216,5 +269,6 @@ def test_readme_client_example_runs_as_written(
     exec(compile(code, "README.md:client-example", "exec"), {})
     printed = capsys.readouterr().out
     assert "precondition CHECKS_NOT_PASSING on ci" in printed
-    assert "1\n2\n" in printed  # ACCEPTED, SUCCEEDED as enum numbers
+    assert "COMMAND_STATE_ACCEPTED\nCOMMAND_STATE_SUCCEEDED\n" in printed  # enum names
+    assert "\n13 PULL_REQUEST_STATUS_REVERTED\n" in printed, printed  # as its comment says
     assert re.search(r"\['pr-\w+'\]", printed)

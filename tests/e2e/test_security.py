@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +28,7 @@ from helpers.certs import CertificateAuthority, KeyPair, make_ca
 from helpers.kafka import consume_all, free_port
 
 from gateway.errors import details_of
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka.settings import KafkaSettings
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1 import command_service_pb2_grpc as svc_grpc
 from prgate.v1 import commands_pb2, query_service_pb2, query_service_pb2_grpc
@@ -117,6 +119,26 @@ def list_prs(channel: grpc.Channel, token: str) -> Any:
     return stub.ListPullRequests(
         query_service_pb2.ListPullRequestsRequest(), metadata=bearer(token), timeout=5
     )
+
+
+def token_loads(gateway: GatewayProcess) -> int:
+    """The gateway's ``auth_tokens_loaded`` log lines: one at start, one per reload."""
+    count = 0
+    for line in gateway.log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # grpc core's own stderr lines share the file
+        count += isinstance(entry, dict) and entry.get("event") == "auth_tokens_loaded"
+    return count
+
+
+def wait_token_loads(gateway: GatewayProcess, count: int, timeout: float = 10.0) -> None:
+    """Wait (bounded) until the gateway logged ``count`` token file loads."""
+    deadline = time.monotonic() + timeout
+    while token_loads(gateway) < count:
+        assert time.monotonic() < deadline, f"{token_loads(gateway)} token loads, want {count}"
+        time.sleep(0.05)
 
 
 def eventually_authenticated(channel: grpc.Channel, token: str, timeout: float = 10.0) -> float:
@@ -286,11 +308,83 @@ def test_mutual_tls_and_reload_on_sighup(
 
     with grpc.secure_channel(g.target, with_cert) as channel:
         assert list(list_prs(channel, ADA).pull_requests) == []
+        assert token_loads(g) == 1  # the load at start
         write_tokens(tokens, ("ada", ADA, []), ("carol", CAROL, []))
-        time.sleep(0.5)
+        # The file changed (size and mtime): a call is where a due check would reload it,
+        # and with interval 0 none is due, so the new token is refused and nothing loaded.
         code, _ = refusal(lambda: list_prs(channel, CAROL))
         assert code == grpc.StatusCode.UNAUTHENTICATED, "no reload without SIGHUP (interval 0)"
+        assert token_loads(g) == 1, "the token file was reloaded without SIGHUP"
         assert g.process is not None
         g.process.send_signal(signal.SIGHUP)
+        wait_token_loads(g, 2)  # the SIGHUP's reload, and only it
         eventually_authenticated(channel, CAROL)
+        assert token_loads(g) == 2
         assert g.alive(), "SIGHUP reloads tokens; it must not stop the gateway"
+
+
+def test_config_file_and_cli_tls_names_distinct_from_the_gateway_s(
+    stack: Stack, pki: tuple[CertificateAuthority, KeyPair], tmp_path: Path
+) -> None:
+    """A gateway configured by a TOML file alone (PRGATE_CONFIG_FILE), with mutual TLS; the CLI
+    reaches it with PRGATE_CLIENT_TLS_* from a shell where the gateway's PRGATE_TLS_CERT_FILE
+    and _KEY_FILE (the server's certificate) are set too, and ignores those."""
+    ca, server = pki
+    client = ca.issue("cli-client", server=False)
+    port = free_port()
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'listen = "127.0.0.1:{port}"\n'
+        f'tls_cert_file = "{server.cert}"\n'
+        f'tls_key_file = "{server.key}"\n'
+        f'tls_client_ca_file = "{ca.cert}"\n'
+        "max_concurrent_rpcs = 64\n"
+        "instance_id = 'a processor setting: ignored by the gateway'\n"
+    )
+    merged = base_env(stack.kafka)
+    merged.pop("PRGATE_LISTEN", None)
+    merged["PRGATE_CONFIG_FILE"] = str(config)
+    g = GatewayProcess(
+        "gateway-toml", "gateway", merged, stack.log_dir / "gateway-toml.log", port=port
+    )
+    g.start()
+    stack.services.append(g)
+    with_cert = grpc.ssl_channel_credentials(ca.cert_pem(), client.key_pem(), client.cert_pem())
+    wait_serving(g, with_cert)
+
+    shell = {
+        **os.environ,
+        "PRGATE_TARGET": g.target,
+        # What an operator's shell holds for the gateway: the server's own certificate.
+        "PRGATE_TLS_CERT_FILE": str(server.cert),
+        "PRGATE_TLS_KEY_FILE": str(server.key),
+        "PRGATE_CLIENT_TLS_CA_FILE": str(ca.cert),
+        "PRGATE_CLIENT_TLS_CERT_FILE": str(client.cert),
+        "PRGATE_CLIENT_TLS_KEY_FILE": str(client.key),
+        "PRGATE_RETRIES": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "prgate.cli", "pr", "get", NO_SUCH_PR],
+        env=shell,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # NOT_FOUND is the gateway's answer: TLS and the client certificate were accepted.
+    assert done.returncode == 1, done.stderr
+    assert f"prgate: NOT_FOUND: pull request {NO_SUCH_PR} does not exist" in done.stderr
+    without_client_cert = {
+        k: v for k, v in shell.items() if not k.startswith("PRGATE_CLIENT_TLS_CERT")
+    }
+    without_client_cert.pop("PRGATE_CLIENT_TLS_KEY_FILE")
+    refused = subprocess.run(
+        [sys.executable, "-m", "prgate.cli", "pr", "get", NO_SUCH_PR],
+        env=without_client_cert,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 3, refused.stderr  # mutual TLS: no client certificate
+    assert "UNAVAILABLE" in refused.stderr

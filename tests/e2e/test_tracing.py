@@ -46,9 +46,17 @@ def test_a_call_and_its_command_share_one_trace_across_processes(stack: Stack) -
     )
     assert gateway.stop() == 0 and processor.stop() == 0  # flushes the spans
 
-    (call,) = [s for s in spans_in(gateway.log_path) if s["name"].startswith("prgate.gateway/")]
+    service = "prgate.v1.PullRequestCommandService"
+    (call,) = [s for s in spans_in(gateway.log_path) if s["name"].startswith(f"{service}/")]
     (command,) = [s for s in spans_in(processor.log_path) if s["name"].startswith("prgate.")]
-    assert call["name"] == "prgate.gateway/OpenPullRequest"
+    assert call["name"] == f"{service}/OpenPullRequest"
+    assert call["kind"] == "SpanKind.SERVER"
+    assert {k: call["attributes"][k] for k in ("rpc.system", "rpc.service", "rpc.method")} == {
+        "rpc.system": "grpc",
+        "rpc.service": service,
+        "rpc.method": "OpenPullRequest",
+    }
+    assert call["attributes"]["rpc.grpc.status_code"] == 0
     assert call["context"]["trace_id"] == f"0x{caller_trace}"
     assert call["parent_id"] == "0x00f067aa0ba902b7"
     assert call["attributes"]["command_id"] == response.receipt.command_id
@@ -61,3 +69,11 @@ def test_a_call_and_its_command_share_one_trace_across_processes(stack: Stack) -
     assert command["attributes"]["outcome"] == "succeeded"
     assert command["attributes"]["events"] == 1
     assert command["resource"]["attributes"]["service.name"] == "prgate-processor"
+
+    # The outcome lines of both processes carry their span's ids (JSON log fields).
+    for log_path, span in ((gateway.log_path, call), (processor.log_path, command)):
+        lines = log_path.read_text(errors="replace").splitlines()
+        outcomes = [json.loads(line) for line in lines if '"event": "command_outcome"' in line]
+        assert [(o["trace_id"], o["span_id"]) for o in outcomes] == [
+            (caller_trace, span["context"]["span_id"].removeprefix("0x"))
+        ], outcomes

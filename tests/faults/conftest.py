@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,14 +20,16 @@ from pathlib import Path
 import pytest
 from helpers.kafka import free_port
 
-from prgate.kafka_settings import KafkaSettings
-from prgate.local_kafka import LocalKafka
-from processor.contract import Topics
-from processor.topics import ensure_topics
+from prgate.kafka.contract import Topics
+from prgate.kafka.local import LocalKafka
+from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.topics import ensure_topics
 from tests.e2e.stack import GatewayProcess, ServiceProcess, Stack
 from tests.faults import summary
 
 LONG = os.environ.get("PRGATE_FAULTS_LONG", "") not in ("", "0", "false", "no")
+# Processors keep their state in RocksDB stores unless PRGATE_FAULTS_STATE_STORES=0.
+STATE_STORES = os.environ.get("PRGATE_FAULTS_STATE_STORES", "1") not in ("", "0", "false", "no")
 # The broker's group.min.session.timeout.ms: a killed processor's partitions move after this.
 SESSION_TIMEOUT_MS = "6000"
 
@@ -95,12 +99,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @dataclass
 class FaultStack(Stack):
     """A Stack whose processors use a consumer group of this test alone and the shortest
-    session timeout the broker allows, so a killed processor's partitions move quickly."""
+    session timeout the broker allows, so a killed processor's partitions move quickly.
+
+    Every processor keeps its state in RocksDB stores (issue 16), one state directory per
+    instance name: a restarted or re-assigned instance replays only the tail, and every fault
+    test runs with the stores on (``PRGATE_FAULTS_STATE_STORES=0``, or ``PRGATE_STATE_DIR=""``
+    in ``env``, turns them off)."""
 
     def processor(self, instance: str = "p0", **env: str) -> ServiceProcess:
         defaults = {
             "PRGATE_PROCESSOR_GROUP_ID": f"{self.kafka.topic_prefix}processor",
             "PRGATE_PROCESSOR_SESSION_TIMEOUT_MS": SESSION_TIMEOUT_MS,
+            "PRGATE_STATE_DIR": str(self.state_root / instance) if STATE_STORES else "",
         }
         return super().processor(instance, **{**defaults, **env})
 
@@ -108,6 +118,15 @@ class FaultStack(Stack):
         return super().gateway(port or free_port(), name, **env)
 
     retired: list[ServiceProcess] = field(default_factory=list)
+    # Outside the test's directory: its path (the test's name) would show in the processors'
+    # log lines, which tests search for event names.
+    state_root: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="prgate-faults-state-"))
+    )
+
+    def close(self) -> None:
+        super().close()
+        shutil.rmtree(self.state_root, ignore_errors=True)
 
     def kill(self, service: ServiceProcess) -> None:
         """SIGKILL ``service`` on purpose (assert_alive no longer expects it to run)."""
@@ -130,13 +149,18 @@ class FaultStack(Stack):
 
 
 def log_tail(service: ServiceProcess, lines: int = 40) -> str:
-    """The service's last log lines without librdkafka's own ``%N|...`` connection chatter."""
+    """The service's last log lines without librdkafka's own connection chatter."""
     try:
         text = service.log_path.read_text(errors="replace")
     except FileNotFoundError:
         return "(no log)"
-    kept = [line for line in text.splitlines() if not line.startswith("%")]
+    kept = [line for line in text.splitlines() if '"event": "librdkafka"' not in line]
     return "\n".join(kept[-lines:])
+
+
+def processor_aborts(processor: ServiceProcess) -> int:
+    """The processor's aborted transactions so far, counted in its log."""
+    return processor.log_path.read_text(errors="replace").count('"event": "transaction_aborted"')
 
 
 def wait_log(service: ServiceProcess, text: str, timeout: float) -> float:

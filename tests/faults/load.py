@@ -17,6 +17,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +26,12 @@ import grpc
 from grpc_status import rpc_status
 
 from gateway.errors import details_of
-from gateway.idempotency import command_id_for_key
+from gateway.idempotency import command_id_for_key, open_ids_for_key
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1 import outcome_pb2, pull_request_pb2
+from prgate.v1.results_pb2 import CommandResult
 from tests.e2e.stack import GatewayProcess
-from tests.faults.verify import Ledger
+from tests.faults.ledger import Answer, Ledger
 
 MODES = (
     svc.RESPONSE_MODE_ACCEPTED,
@@ -138,6 +140,8 @@ class Client:
         self._lock = threading.Lock()
         self.calls: list[Call] = []
         self.in_flight = 0
+        # Calls in flight per gateway name (GatewayProcess.name).
+        self.in_flight_on: Counter[str] = Counter()
 
     def send(
         self,
@@ -162,26 +166,33 @@ class Client:
         targets = self._targets()
         gateway = targets[index % len(targets)]
         request = build(rpc, fields, mode, key)
-        command_id = command_id_for_key("", key)
-        pr = fields.get("pull_request_id", "") or (
-            f"pr-{command_id}" if rpc == "OpenPullRequest" else ""
-        )
+        pr = fields.get("pull_request_id", "")
+        if rpc == "OpenPullRequest":
+            command_id, pr = open_ids_for_key("", key)
+        else:
+            command_id = command_id_for_key("", key, pr)
         started = time.monotonic()
         code, state, reason, message = "OK", "", "", ""
+        told_id, told_pr, told_result = "", "", None
         with self._lock:
             self.in_flight += 1
+            self.in_flight_on[gateway.name] += 1
         try:
             response = getattr(gateway.commands(), rpc)(request, timeout=self.deadline_s)
             receipt = response.receipt
             state = outcome_pb2.CommandState.Name(receipt.state)
-            command_id = receipt.command_id or command_id
+            told_id, told_pr = receipt.command_id, receipt.pull_request_id
+            if receipt.HasField("result"):
+                told_result = CommandResult()
+                told_result.CopyFrom(receipt.result)
             pr = receipt.pull_request_id or pr
         except grpc.RpcError as exc:
             code, message, reason, found_id = describe_error(exc)
-            command_id = found_id or command_id
+            told_id = found_id
         finally:
             with self._lock:
                 self.in_flight -= 1
+                self.in_flight_on[gateway.name] -= 1
         call = Call(
             rpc,
             command_id,
@@ -203,6 +214,15 @@ class Client:
             state or (f"{code}/{reason}" if reason else code),
             accepted=call.accepted,
             pull_request_id=pr,
+            answer=Answer(
+                code,
+                state,
+                reason,
+                told_id,
+                told_pr,
+                told_result,
+                at=time.monotonic(),
+            ),
         )
         with self._lock:
             self.calls.append(call)

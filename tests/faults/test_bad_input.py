@@ -20,15 +20,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.topics import ensure_topics
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1 import query_service_pb2 as qry
-from processor.topics import ensure_topics
 from tests.e2e.stack import GatewayProcess
 from tests.faults.conftest import LONG, LONG_SCALE, SHORT_SCALE, FaultStack, close_stack, open_stack
+from tests.faults.ledger import Ledger
 from tests.faults.load import Client, describe_error, first_success, open_fields, step_command
+from tests.faults.readback import OffsetProbe
 from tests.faults.summary import Row
-from tests.faults.verify import Ledger, OffsetProbe
 
 EXAMPLES = (LONG_SCALE if LONG else SHORT_SCALE).examples
 MAX_MESSAGE = 1024 * 1024  # the gateway's default PRGATE_MAX_MESSAGE_BYTES
@@ -60,8 +61,10 @@ PROPER = {
     "ALREADY_EXISTS",
     "RESOURCE_EXHAUSTED",
 }
-# Watch streams of a valid id stay open: the client's own deadline ends them.
-PROPER_STREAM = PROPER | {"DEADLINE_EXCEEDED"}
+# A watch stream's client deadline (seconds). WatchCommand of an id the gateway does not know
+# waits until just before it (reply_budget's margin, 0.2 s here) and then answers NOT_FOUND:
+# the answer must come from the gateway, never from the client's own deadline (a hang).
+STREAM_DEADLINE_S = 2.0
 HYPOTHESIS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -239,22 +242,55 @@ def judge_unary(wire: Wire, method: str, request: Any, *, raw: bool = False) -> 
 
 
 def judge_stream(wire: Wire, method: str, request: Any, *, raw: bool = False) -> str:
+    """Open ``method``'s stream and assert a proper answer: a refusal with a message, a
+    stream that ends on its own, or a live stream (its first message arrived; the test then
+    cancels it). DEADLINE_EXCEEDED counts only when the gateway said it (ErrorInfo reason
+    RESULT_NOT_IN_TIME); the client's own deadline ending a silent stream is a hang."""
     service = STREAMING[method]
     call = wire.channel.unary_stream(
         service + method,
         request_serializer=None if raw else type(request).SerializeToString,
         response_deserializer=None,
     )
-    code, message = "OK", ""
+    code, message, reason = "OK", "", ""
+    stream = call(request, timeout=STREAM_DEADLINE_S)
     try:
-        for _ in call(request, timeout=0.5):
-            pass
+        for _ in stream:
+            if method == "WatchPullRequest":
+                stream.cancel()  # live: the pull request's current state arrived
+                break
     except grpc.RpcError as exc:
-        code, message, _reason, _ = describe_error(exc)
-    wire.answers[code] += 1
-    assert code in PROPER_STREAM, f"{method}: {code} {message!r} for {repr(request)[:300]}"
+        code, message, reason, _ = describe_error(exc)
+    shown = repr(request)[:300]
+    answer = judge_stream_answer(code, reason)
+    wire.answers[answer] += 1
+    assert answer in PROPER, f"{method}: {code}/{reason} {message!r} for {shown}"
     assert code == "OK" or message.strip(), f"{method}: {code} without a message"
     return code
+
+
+def judge_stream_answer(code: str, reason: str) -> str:
+    """The answer a stream's (code, ErrorInfo reason) counts as: ``"HANG"`` for a deadline
+    the gateway did not explain, else the code (a gateway's RESULT_NOT_IN_TIME is OK: the
+    command is on Kafka and was not done in time)."""
+    if code == "DEADLINE_EXCEEDED":
+        return "OK" if reason == "RESULT_NOT_IN_TIME" else "HANG"
+    return code
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "proper"),
+    [
+        ("DEADLINE_EXCEEDED", "", False),  # the client's deadline ended a silent stream
+        ("DEADLINE_EXCEEDED", "RESULT_NOT_IN_TIME", True),
+        ("NOT_FOUND", "UNKNOWN_COMMAND", True),
+        ("UNAVAILABLE", "", False),
+        ("INTERNAL", "", False),
+    ],
+)
+def test_a_hang_is_not_a_refusal(code: str, reason: str, proper: bool) -> None:
+    """The judge itself: a stream that only the client's deadline ended fails the test."""
+    assert (judge_stream_answer(code, reason) in PROPER) is proper
 
 
 # -- the tests --------------------------------------------------------------------------------

@@ -4,27 +4,33 @@ model, which logs and counts them and keeps serving correct data."""
 
 from __future__ import annotations
 
-import ast
-import re
+import time
 
 import grpc
 import pytest
-from helpers.kafka import headers_of, produce
+from helpers.ids import bound_id
+from helpers.kafka import produce
+from helpers.logs import log_events
 
-from prgate.v1 import command_service_pb2 as svc
-from prgate.v1 import commands_pb2, query_service_pb2
-from processor.contract import (
+from prgate.kafka import codec
+from prgate.kafka.contract import (
     HEADER_CORRELATION_ID,
-    HEADER_DLQ_ERROR,
     HEADER_MESSAGE_TYPE,
     HEADER_REPLY_TO,
     TYPE_COMMAND_ENVELOPE,
 )
+from prgate.v1 import command_service_pb2 as svc
+from prgate.v1 import commands_pb2, query_service_pb2
 from tests.e2e.stack import GatewayProcess
-from tests.faults.conftest import FaultStack, wait_log
+from tests.faults.conftest import FaultStack, processor_aborts, wait_log
+from tests.faults.ledger import Ledger
 from tests.faults.load import Client, Load, first_success, open_fields, step_command
+from tests.faults.readback import read_topic, results_of
 from tests.faults.summary import Row
-from tests.faults.verify import Ledger, read_topic, results_of, verify
+from tests.faults.verify import assert_load_after, verify
+
+# Good commands that must SUCCEED after the processor handled the garbage.
+GOOD_AFTER_GARBAGE = 5
 
 
 def get(gateway: GatewayProcess, pr: str) -> object:
@@ -43,10 +49,12 @@ def test_garbage_on_the_commands_topic_goes_to_the_dlq(stack: FaultStack, fault_
     client = Client(lambda: [gateway], ledger, deadline_s=8.0)
     first_success(client, timeout=60)
 
-    no_command = commands_pb2.CommandEnvelope(command_id="no-command", pull_request_id="pr-y")
+    before_garbage = len(client.snapshot())
+    garbage_id, no_command_id = bound_id("garbage-1", "pr-x"), bound_id("no-command", "pr-y")
+    no_command = commands_pb2.CommandEnvelope(command_id=no_command_id, pull_request_id="pr-y")
     reply = [(HEADER_REPLY_TO, topics.results.encode())]
     garbage: list[tuple[bytes | None, bytes, list[tuple[str, str | bytes]]]] = [
-        (b"pr-x", b"\xff\x00 not protobuf \x07", [(HEADER_CORRELATION_ID, b"garbage-1"), *reply]),
+        (b"pr-x", b"\xff\x00 not protobuf \x07", [(HEADER_CORRELATION_ID, garbage_id), *reply]),
         (b"pr-x", b"", []),
         (None, bytes(range(256)), []),
         (
@@ -59,29 +67,48 @@ def test_garbage_on_the_commands_topic_goes_to_the_dlq(stack: FaultStack, fault_
     produce(stack.kafka, topics.commands, garbage)
     for _ in garbage:
         fault_row.fault("garbage record on the commands topic")
-    # The processor goes on: real commands keep succeeding after the garbage.
-    Load(client, workers=2, max_commands=20, seed=1).start().wait(timeout=60)
-
+    # The processor has handled every garbage record (each one is on the DLQ) ...
     dead = read_topic(stack.kafka, topics.dlq, until=lambda r: len(r) >= len(garbage))
+    handled_at = time.monotonic()
+    # ... and goes on: real commands sent after that keep succeeding.
+    Load(client, workers=2, max_commands=20, seed=1).start().wait(timeout=60)
+    succeeded_after = [
+        c for c in client.snapshot()[before_garbage:] if c.state == "COMMAND_STATE_SUCCEEDED"
+    ]
+    assert len(succeeded_after) >= GOOD_AFTER_GARBAGE, (
+        f"{len(succeeded_after)} commands SUCCEEDED after the garbage was handled"
+    )
     assert sorted((m.value() or b"") for m in dead) == sorted(v for _, v, _ in garbage)
-    assert all(headers_of(m).get(HEADER_DLQ_ERROR) for m in dead)
+    letters = [codec.decode_dead_letter(m.key(), m.value(), m.headers()) for m in dead]
+    assert all(letter.error and letter.source_topic == topics.commands for letter in letters)
     failed = {r.command_id: r for r in results_of(read_topic(stack.kafka, topics.results))}
-    assert failed["garbage-1"].state == 4 and failed["no-command"].state == 4  # FAILED
+    assert failed[garbage_id].state == 4 and failed[no_command_id].state == 4  # FAILED
     stack.assert_alive()
     assert processor.alive()
 
     verdict = verify(stack.kafka, ledger)
     fault_row.take(verdict, ledger.calls)
+    fault_row.bad_records = len(garbage)
+    fault_row.commands_failed = sum(r.state == 4 for r in failed.values())
+    fault_row.aborts = processor_aborts(processor)
     fault_row.note(f"{len(dead)} dead letters, each with a dlq-error header; {verdict.summary()}")
     verdict.assert_ok()
+    assert_load_after(
+        verdict,
+        handled_at,
+        min_accepted=GOOD_AFTER_GARBAGE,
+        min_completed=GOOD_AFTER_GARBAGE,
+        what="the garbage",
+    )
+    assert fault_row.aborts == 0
 
 
 def serving_stats(gateway: GatewayProcess) -> dict[str, int]:
     """The read model's counters from the gateway's ``gateway_serving`` log line."""
     text = gateway.log_path.read_text(errors="replace")
-    found = re.findall(r"gateway_serving port=\d+ stats=(\{[^}]*\})", text)
+    found = [e["stats"] for e in log_events(text) if e["event"] == "gateway_serving"]
     assert found, f"no gateway_serving line in {gateway.name}'s log"
-    stats: dict[str, int] = ast.literal_eval(found[-1])
+    stats: dict[str, int] = found[-1]
     return stats
 
 
@@ -114,7 +141,7 @@ def test_garbage_and_tombstones_on_the_compacted_topic(stack: FaultStack, fault_
     fault_row.fault("tombstones on the compacted topic")
     fault_row.fault("tombstones on the compacted topic")
     wait_log(first, "snapshot_garbage", timeout=20)
-    wait_log(first, f"snapshot_tombstone key={doomed.pull_request_id!r}", timeout=20)
+    wait_log(first, f'"event": "snapshot_tombstone", "key": "{doomed.pull_request_id}"', 20)
 
     # The running gateway: still serving, the live pull request unchanged, the deleted gone.
     first.wait_serving(timeout=5)

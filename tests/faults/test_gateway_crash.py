@@ -9,14 +9,16 @@ import time
 from collections import Counter
 
 import grpc
+import pytest
 
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1 import outcome_pb2
 from tests.e2e.stack import GatewayProcess
 from tests.faults.conftest import FaultStack, Scale
-from tests.faults.load import Client, Load, first_success
+from tests.faults.ledger import Ledger
+from tests.faults.load import Client, Load, describe_error, first_success
 from tests.faults.summary import Row
-from tests.faults.verify import Ledger, verify
+from tests.faults.verify import assert_load_after, verify
 
 TERMINAL = {
     outcome_pb2.COMMAND_STATE_SUCCEEDED,
@@ -26,7 +28,10 @@ TERMINAL = {
 
 
 def watch(gateway: GatewayProcess, command_id: str, timeout: float) -> tuple[str, list[int]]:
-    """WatchCommand on ``gateway``: (final status code name, states streamed)."""
+    """WatchCommand on ``gateway``: (final status, states streamed). The status is the code
+    name, with the gateway's ErrorInfo reason after a slash for DEADLINE_EXCEEDED
+    (``"DEADLINE_EXCEEDED/RESULT_NOT_IN_TIME"``); a bare ``"DEADLINE_EXCEEDED"`` is the
+    client's own deadline, i.e. the gateway never answered."""
     states: list[int] = []
     try:
         stream = gateway.commands().WatchCommand(
@@ -35,8 +40,15 @@ def watch(gateway: GatewayProcess, command_id: str, timeout: float) -> tuple[str
         for item in stream:
             states.append(item.receipt.state)
     except grpc.RpcError as exc:
-        return exc.code().name, states  # type: ignore[attr-defined]
+        code, _message, reason, _ = describe_error(exc)
+        return (f"{code}/{reason}" if code == "DEADLINE_EXCEEDED" and reason else code), states
     return "OK", states
+
+
+def cut_off_outcome(code: str, states: list[int]) -> str:
+    """What a watch of a cut-off command found: ``"resolved"`` (a terminal state), else the
+    status; only ``"resolved"`` and ``"NOT_FOUND"`` are answers (never the client's deadline)."""
+    return "resolved" if code == "OK" and states and states[-1] in TERMINAL else code
 
 
 def watch_all(
@@ -75,13 +87,14 @@ def test_gateway_sigkill_with_commands_in_flight(
     load.start()
     time.sleep(rng.uniform(1.0, 3.0))
     deadline = time.monotonic() + 5
-    while client.in_flight < 2 and time.monotonic() < deadline:
+    while client.in_flight_on[first.name] < 2 and time.monotonic() < deadline:
         time.sleep(0.001)
-    in_flight = client.in_flight
+    in_flight = client.in_flight_on[first.name]
     stack.kill(first)
-    fault_row.fault("SIGKILL gateway")
+    killed_at = fault_row.fault("SIGKILL gateway")
     load.stop()
     fault_row.note(f"{in_flight} calls in flight at the kill")
+    assert in_flight >= 1, "no call was in flight on the gateway when it was killed"
 
     calls = client.snapshot()
     on_first = [c for c in calls if c.target == first.name]
@@ -100,12 +113,11 @@ def test_gateway_sigkill_with_commands_in_flight(
     assert not unresolved, f"ACCEPTED commands not resolved on the other gateway: {unresolved}"
     # A call cut off in flight either reached Kafka (watchable to its end) or it did not
     # (NOT_FOUND once the other gateway gave up waiting for it); nothing in between.
-    cut = watch_all(second, sorted({c.command_id for c in cut_off}), timeout=3)
-    outcomes = Counter(
-        "resolved" if code == "OK" and states and states[-1] in TERMINAL else code
-        for code, states in cut.values()
-    )
-    assert set(outcomes) <= {"resolved", "NOT_FOUND", "DEADLINE_EXCEEDED"}, outcomes
+    # The other gateway answers NOT_FOUND just before the watch's deadline (reply_budget's
+    # margin); the client's own DEADLINE_EXCEEDED would mean it never answered: a hang.
+    cut = watch_all(second, sorted({c.command_id for c in cut_off}), timeout=4)
+    outcomes = Counter(cut_off_outcome(code, states) for code, states in cut.values())
+    assert set(outcomes) <= {"resolved", "NOT_FOUND"}, outcomes
     fault_row.note(
         f"watched on g2: {len(watched)} ACCEPTED on g1 all terminal; "
         f"{len(cut_off)} calls cut off or refused: {dict(outcomes)}"
@@ -130,3 +142,21 @@ def test_gateway_sigkill_with_commands_in_flight(
     fault_row.note(verdict.summary())
     verdict.assert_ok()
     assert sum(1 for c in after.snapshot() if c.code == "OK") >= 20
+    # Commands accepted and completed after the kill (through the other gateway).
+    assert_load_after(verdict, killed_at, min_accepted=10, min_completed=10, what="the kill")
+
+
+@pytest.mark.parametrize(
+    ("code", "states", "answer"),
+    [
+        ("OK", [outcome_pb2.COMMAND_STATE_ACCEPTED, outcome_pb2.COMMAND_STATE_SUCCEEDED], True),
+        ("NOT_FOUND", [], True),
+        ("DEADLINE_EXCEEDED", [], False),  # the client's deadline: the gateway hung
+        ("OK", [outcome_pb2.COMMAND_STATE_ACCEPTED], False),  # ended without a terminal state
+    ],
+)
+def test_a_hung_watch_of_a_cut_off_command_is_not_an_answer(
+    code: str, states: list[int], answer: bool
+) -> None:
+    """The judge of the cut-off watches itself (no processes)."""
+    assert (cut_off_outcome(code, states) in {"resolved", "NOT_FOUND"}) is answer

@@ -6,202 +6,66 @@
     verdict = verify(kafka, ledger)     # waits (bounded) for the accepted commands' results
     verdict.assert_ok()
 
-Invariants (DESIGN.md, "Consistency and delivery"):
+Invariants (docs/contract.md, "Consistency and delivery"):
 
 - every command the gateway reported ACCEPTED or SUCCEEDED (or DEADLINE_EXCEEDED with reason
   RESULT_NOT_IN_TIME, which says "accepted, result late") has exactly one terminal result that
-  is not flagged ``duplicate``; a ``duplicate=True`` answer exists only for a command id that
-  was sent more than once (an idempotent retry);
+  is not flagged ``duplicate``; a ``duplicate=True`` result exists only for a command whose
+  record the commands topic holds more than once, at most one per extra record (each command
+  record is answered exactly once): a client's idempotent retry writes the record again, and
+  so can the gateway's idempotent producer when in-flight requests time out across a broker
+  outage (the processor then applies the command once and answers the copy as a duplicate);
 - no command id, accepted or not, has two non-duplicate results;
 - per pull request the events topic holds versions 1..n in offset order: no gap, no repeat,
   no event id twice;
 - the events of a command are exactly the events in its SUCCEEDED result, and every event was
   caused by a command that SUCCEEDED;
 - the compacted topic's last snapshot of each pull request equals the fold of its events
-  (ignoring ``recent_commands``, the processor's bookkeeping), at version n.
+  (ignoring ``recent_commands``, the processor's bookkeeping), at version n;
+- every answer a client was told (recorded with its :class:`~tests.faults.ledger.Answer`)
+  agrees with the command's terminal result on the results topic: a SUCCEEDED / REJECTED
+  receipt names this command and has its result's state, pull request, version and events
+  (an idempotent retry's answer, ``duplicate=True``, the original's state and version); a
+  refusal with a domain reason is the processor's REJECTED result with that reason, or there
+  is no result at all (the gateway refused before producing); COMMAND_FAILED is a FAILED
+  result; RESULT_NOT_IN_TIME and ACCEPTED have a result (see ``lost``). Answers that say
+  nothing about the outcome (UNAVAILABLE, a deadline without reason) are not counted in
+  ``answers_checked``. These answer checks are :mod:`tests.faults.verify_answers`.
+
+A verdict also tells whether the load ran across the faults: :meth:`Verdict.window` counts
+the commands accepted (and of those, completed) in a span of ``time.monotonic()`` seconds,
+e.g. after each injected fault (``Row.fault`` records when), and :func:`assert_load_after`
+fails a test whose load did not go on after a fault.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
-
-from prgate.kafka_settings import KafkaSettings
+from prgate.domain import fold
+from prgate.kafka.settings import KafkaSettings
 from prgate.v1.events_pb2 import EventEnvelope
-from prgate.v1.outcome_pb2 import COMMAND_STATE_SUCCEEDED, CommandState
+from prgate.v1.outcome_pb2 import (
+    COMMAND_STATE_SUCCEEDED,
+    CommandState,
+)
 from prgate.v1.pull_request_pb2 import PullRequest
 from prgate.v1.results_pb2 import CommandResult
-from processor.domain import fold
+from tests.faults.ledger import CommandEntry, Ledger
+from tests.faults.readback import (
+    command_records,
+    read_events,
+    read_snapshots,
+    wait_for_results,
+)
+from tests.faults.verify_answers import check_answers
 
 TERMINAL_STATES = frozenset({2, 3, 4})  # SUCCEEDED, REJECTED, FAILED
-
-
-# -- what the clients were told ---------------------------------------------------------------
-
-
-@dataclass
-class CommandEntry:
-    """One command id as the clients saw it, over every call that carried it."""
-
-    command_id: str
-    rpc: str
-    pull_request_id: str = ""
-    sends: int = 0
-    # The gateway said the command is durable on Kafka (ACCEPTED / SUCCEEDED receipt, or
-    # DEADLINE_EXCEEDED with RESULT_NOT_IN_TIME).
-    accepted: bool = False
-    outcomes: list[str] = field(default_factory=list)
-
-
-class Ledger:
-    """Thread-safe record of every command call a test made (by command id)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.entries: dict[str, CommandEntry] = {}
-        self.calls = 0
-
-    def record(
-        self,
-        command_id: str,
-        rpc: str,
-        outcome: str,
-        *,
-        accepted: bool,
-        pull_request_id: str = "",
-    ) -> None:
-        with self._lock:
-            entry = self.entries.setdefault(command_id, CommandEntry(command_id, rpc))
-            entry.sends += 1
-            entry.accepted = entry.accepted or accepted
-            entry.outcomes.append(outcome)
-            entry.pull_request_id = entry.pull_request_id or pull_request_id
-            self.calls += 1
-
-    def accepted_ids(self) -> set[str]:
-        with self._lock:
-            return {c for c, e in self.entries.items() if e.accepted}
-
-    def outcome_counts(self) -> Counter[str]:
-        with self._lock:
-            return Counter(o for e in self.entries.values() for o in e.outcomes)
-
-    def snapshot(self) -> dict[str, CommandEntry]:
-        with self._lock:
-            return dict(self.entries)
-
-
-# -- reading topics ---------------------------------------------------------------------------
-
-
-def _reader(kafka: KafkaSettings) -> Consumer:
-    return Consumer(
-        kafka.client_config(
-            **{
-                "group.id": f"faults-verify-{uuid.uuid4().hex}",  # assign only, never joins
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest",
-                "enable.partition.eof": True,
-                "fetch.wait.max.ms": 50,
-            }
-        )
-    )
-
-
-def read_topic(
-    kafka: KafkaSettings,
-    topic: str,
-    *,
-    timeout: float = 30.0,
-    until: Callable[[list[Message]], bool] | None = None,
-) -> list[Message]:
-    """Every committed record of ``topic``, in offset order per partition.
-
-    Reads until every partition reported EOF (with read_committed: the last stable offset)
-    and ``until(records)`` holds, then returns. Fails the test when that does not happen
-    within ``timeout`` seconds, so a caller never asserts on a partial read.
-    """
-    consumer = _reader(kafka)
-    try:
-        metadata = consumer.list_topics(topic, timeout=min(timeout, 10.0))
-        topic_md = metadata.topics.get(topic)
-        if topic_md is None or topic_md.error is not None:
-            raise AssertionError(f"topic {topic}: {topic_md.error if topic_md else 'missing'}")
-        partitions = sorted(topic_md.partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        at_end: set[int] = set()
-        records: list[Message] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for msg in consumer.consume(500, 0.2):
-                err = msg.error()
-                if err is None:
-                    records.append(msg)
-                    at_end.discard(msg.partition() or 0)
-                elif err.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(msg.partition() or 0)
-                else:
-                    raise AssertionError(f"reading {topic}: {err}")
-            if len(at_end) == len(partitions) and (until is None or until(records)):
-                return records
-        raise AssertionError(
-            f"reading {topic}: not complete within {timeout:.0f}s "
-            f"({len(records)} records, partitions at end {sorted(at_end)} of {partitions})"
-        )
-    finally:
-        consumer.close()
-
-
-def high_watermarks(kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> int:
-    """Sum of the high watermarks of ``topic``: grows by one for every record produced."""
-    consumer = _reader(kafka)
-    try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
-        total = 0
-        for partition in metadata.topics[topic].partitions:
-            _low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout, cached=False
-            )
-            total += high
-        return total
-    finally:
-        consumer.close()
-
-
-def results_of(messages: Iterable[Message]) -> list[CommandResult]:
-    return [CommandResult.FromString(m.value()) for m in messages if m.value() is not None]
-
-
-def wait_for_results(
-    kafka: KafkaSettings, command_ids: set[str], timeout: float = 60.0
-) -> list[CommandResult]:
-    """All results on the results topic, once every id of ``command_ids`` has one.
-
-    Fails (with the missing ids) when they are not all there within ``timeout`` seconds.
-    """
-
-    def complete(records: list[Message]) -> bool:
-        seen = {r.command_id for r in results_of(records)}
-        return command_ids <= seen
-
-    try:
-        return results_of(read_topic(kafka, kafka.topics.results, timeout=timeout, until=complete))
-    except AssertionError:
-        seen = {r.command_id for r in results_of(read_topic(kafka, kafka.topics.results))}
-        missing = sorted(command_ids - seen)
-        raise AssertionError(
-            f"{len(missing)} accepted commands have no result after {timeout:.0f}s: {missing[:10]}"
-        ) from None
-
-
-# -- the invariants ---------------------------------------------------------------------------
+QUIET_TRIES = 20
+QUIET_PAUSE_S = 0.5
 
 
 def _public(entity: PullRequest) -> PullRequest:
@@ -226,10 +90,26 @@ class Verdict:
     lost: list[str] = field(default_factory=list)
     double_results: list[str] = field(default_factory=list)
     unexpected_duplicates: list[str] = field(default_factory=list)
+    # Command ids the commands topic holds more often than the client sent them (a producer
+    # wrote them again); not a problem as long as each extra record got one duplicate result.
+    rewritten_commands: list[str] = field(default_factory=list)
     duplicated_events: int = 0
     version_errors: list[str] = field(default_factory=list)
     event_result_errors: list[str] = field(default_factory=list)
     snapshot_errors: list[str] = field(default_factory=list)
+    # Answers compared with the terminal result (or its absence) on the results topic.
+    answers_checked: int = 0
+    # Answers that disagree with the results topic (a gateway that lied to its client).
+    answer_errors: list[str] = field(default_factory=list)
+    # Per accepted command id: when it was accepted (time.monotonic()) and whether completed.
+    accepted_at: dict[str, float] = field(default_factory=dict)
+    completed_ids: set[str] = field(default_factory=set)
+
+    def window(self, since: float, until: float = float("inf")) -> tuple[int, int]:
+        """(accepted, completed): commands first accepted in ``[since, until)``
+        (``time.monotonic()`` seconds) and, of those, the ones with their terminal result."""
+        ids = [c for c, at in self.accepted_at.items() if since <= at < until]
+        return len(ids), sum(1 for c in ids if c in self.completed_ids)
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -240,6 +120,7 @@ class Verdict:
             "version_errors",
             "event_result_errors",
             "snapshot_errors",
+            "answer_errors",
         ):
             items: list[str] = getattr(self, name)
             if items:
@@ -257,7 +138,51 @@ class Verdict:
             f"commands={self.commands} accepted={self.accepted} completed={self.completed} "
             f"results={self.results} succeeded={self.succeeded} events={self.events} "
             f"pull_requests={self.pull_requests} flagged_duplicates={self.flagged_duplicates} "
-            f"lost={len(self.lost)} duplicated_events={self.duplicated_events}"
+            f"rewritten_commands={len(self.rewritten_commands)} "
+            f"lost={len(self.lost)} duplicated_events={self.duplicated_events} "
+            f"answers_checked={self.answers_checked}"
+        )
+
+
+def assert_load_after(
+    verdict: Verdict,
+    since: float,
+    *,
+    min_accepted: int,
+    min_completed: int,
+    until: float = float("inf"),
+    what: str = "the fault",
+) -> tuple[int, int]:
+    """Fail unless at least ``min_accepted`` commands were accepted in ``[since, until)``
+    (``time.monotonic()`` seconds, e.g. from ``Row.fault``) and ``min_completed`` of them got
+    their terminal result: a fault test whose load stopped before the fault proves nothing.
+    Returns the two counts."""
+    assert min_accepted >= 1 and min_completed >= 1, "a minimum of 0 would let an empty load pass"
+    accepted, completed = verdict.window(since, until)
+    assert accepted >= min_accepted and completed >= min_completed, (
+        f"the load did not run across {what}: {accepted} commands accepted and {completed} "
+        f"completed after it (want >= {min_accepted} and >= {min_completed}); "
+        f"{verdict.summary()}"
+    )
+    return accepted, completed
+
+
+def assert_load_across_faults(
+    verdict: Verdict, fault_at: Sequence[float], *, per_fault: int, after_last: int
+) -> None:
+    """:func:`assert_load_after` for each fault up to the next one (``per_fault`` commands
+    accepted and completed in between) and after the last one (``after_last``)."""
+    assert fault_at, "no fault was injected"
+    ends = [*fault_at[1:], float("inf")]
+    for n, (since, until) in enumerate(zip(fault_at, ends, strict=True)):
+        least = after_last if n == len(fault_at) - 1 else per_fault
+        assert_load_after(
+            verdict,
+            since,
+            until=until,
+            min_accepted=least,
+            min_completed=least,
+            what=f"fault {n + 1} of {len(fault_at)}",
         )
 
 
@@ -276,38 +201,17 @@ def verify(
     # processed while we read; events and snapshots are compared only once two reads of the
     # events, around the read of the snapshots, agree (bounded).
     for _ in range(QUIET_TRIES):
-        events = _read_events(kafka)
-        snapshots = _read_snapshots(kafka, ignore_keys)
-        if len(_read_events(kafka)) == len(events):
+        events = read_events(kafka)
+        snapshots = read_snapshots(kafka, ignore_keys)
+        if len(read_events(kafka)) == len(events):
             break
         time.sleep(QUIET_PAUSE_S)
-    return check(entries, results, events, snapshots)
-
-
-QUIET_TRIES = 20
-QUIET_PAUSE_S = 0.5
-
-
-def _read_events(kafka: KafkaSettings) -> list[EventEnvelope]:
-    return [
-        EventEnvelope.FromString(m.value())
-        for m in read_topic(kafka, kafka.topics.events)
-        if m.value() is not None
-    ]
-
-
-def _read_snapshots(kafka: KafkaSettings, ignore_keys: frozenset[str]) -> dict[str, PullRequest]:
-    snapshots: dict[str, PullRequest] = {}
-    for m in read_topic(kafka, kafka.topics.pull_requests):
-        key = (m.key() or b"").decode()
-        if key in ignore_keys:
-            continue
-        value = m.value()
-        if value is None:
-            snapshots.pop(key, None)
-        else:
-            snapshots[key] = PullRequest.FromString(value)
-    return snapshots
+    # Such a command's events may have been read after the results were: read the results
+    # again once every command with events has its own (same bounded wait).
+    caused = {e.command_id for e in events}
+    if not caused <= {r.command_id for r in results}:
+        results = wait_for_results(kafka, accepted | caused, timeout=result_timeout)
+    return check(entries, results, events, snapshots, command_records(kafka))
 
 
 def check(
@@ -315,8 +219,14 @@ def check(
     results: list[CommandResult],
     events: list[EventEnvelope],
     snapshots: dict[str, PullRequest],
+    records: Mapping[str, int] | None = None,
 ) -> Verdict:
-    """The invariants over what was read (pure, so it is easy to test on its own)."""
+    """The invariants over what was read (pure, so it is easy to test on its own).
+
+    ``records``: how many records of each command id the commands topic holds
+    (:func:`~tests.faults.readback.command_records`); ``None`` assumes one per send the
+    ledger counted (a history without a commands topic, in the checker's own tests).
+    """
     verdict = Verdict(commands=len(entries), results=len(results), events=len(events))
     originals: dict[str, list[CommandResult]] = defaultdict(list)
     duplicates: Counter[str] = Counter()
@@ -337,8 +247,11 @@ def check(
     for command_id, entry in entries.items():
         if entry.accepted:
             verdict.accepted += 1
+            if entry.accepted_at is not None:
+                verdict.accepted_at[command_id] = entry.accepted_at
             if originals.get(command_id):
                 verdict.completed += 1
+                verdict.completed_ids.add(command_id)
             else:
                 verdict.lost.append(f"{command_id} ({entry.rpc}, told {entry.outcomes})")
     for command_id, found in originals.items():
@@ -346,12 +259,23 @@ def check(
             verdict.double_results.append(f"{command_id}: {len(found)} non-duplicate results")
     for command_id, count in duplicates.items():
         entry = entries.get(command_id)
-        if entry is None or entry.sends < 2:
+        sends = entry.sends if entry else 0
+        on_topic = sends if records is None else records.get(command_id, 0)
+        # Every command record has exactly one result: the first applied, each copy a duplicate.
+        if count > on_topic - 1:
             verdict.unexpected_duplicates.append(
-                f"{command_id}: {count} duplicate=True results, sent "
-                f"{entry.sends if entry else 0} time(s)"
+                f"{command_id}: {count} duplicate=True results for {on_topic} record(s) on "
+                f"the commands topic, sent {sends} time(s)"
             )
+    if records is not None:
+        verdict.rewritten_commands = sorted(
+            f"{command_id}: {on_topic} records, sent {entries[command_id].sends} time(s)"
+            for command_id, on_topic in records.items()
+            if command_id in entries and on_topic > entries[command_id].sends
+        )
 
+    for command_id, entry in entries.items():
+        check_answers(verdict, entry, originals.get(command_id, []))
     _check_events(verdict, originals, events)
     _check_snapshots(verdict, events, snapshots)
     return verdict
@@ -420,29 +344,3 @@ def _check_snapshots(
                 f"{pr}: snapshot v{snapshot.version} != fold of {len(history)} events "
                 f"(v{folded.version})"
             )
-
-
-class OffsetProbe:
-    """Counts the records of one topic (sum of high watermarks), reusing one consumer.
-
-    ``count()`` before and after a call tells whether the call put anything on the topic.
-    """
-
-    def __init__(self, kafka: KafkaSettings, topic: str, timeout: float = 10.0) -> None:
-        self._topic = topic
-        self._timeout = timeout
-        self._consumer = _reader(kafka)
-        metadata = self._consumer.list_topics(topic, timeout=timeout)
-        self._partitions = sorted(metadata.topics[topic].partitions)
-
-    def count(self) -> int:
-        total = 0
-        for partition in self._partitions:
-            _low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(self._topic, partition), timeout=self._timeout, cached=False
-            )
-            total += high
-        return total
-
-    def close(self) -> None:
-        self._consumer.close()

@@ -12,9 +12,16 @@ EC P-256 keys: generating them costs milliseconds. Everything is valid for one d
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 OPENSSL = "openssl"
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -70,6 +77,42 @@ class CertificateAuthority(KeyPair):
              "-CAcreateserial", "-days", "1", "-sha256", "-extfile", str(extensions),
              "-out", str(cert), cwd=self.directory)  # fmt: skip
         return KeyPair(cert, key)
+
+    def issue_dated(
+        self, name: str, not_before: datetime, not_after: datetime, *, key_of: KeyPair | None = None
+    ) -> KeyPair:
+        """A server certificate (SAN 127.0.0.1, localhost) valid from ``not_before`` to
+        ``not_after``, made with ``cryptography`` (openssl's ``-days`` cannot date one in the
+        past); with ``key_of``, its key file is that pair's (a key that is not this one's)."""
+        ca_key = serialization.load_pem_private_key(self.key_pem(), password=None)
+        ca_cert = x509.load_pem_x509_certificate(self.cert_pem())
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+        )
+        cert_path, key_path = self.directory / f"{name}.pem", self.directory / f"{name}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_bytes = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        key_path.write_bytes(key_of.key_pem() if key_of is not None else key_bytes)
+        return KeyPair(cert_path, key_path)
 
 
 def make_ca(directory: Path, name: str = "prgate-test-ca") -> CertificateAuthority:

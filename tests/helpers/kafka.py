@@ -22,7 +22,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka import codec
+from prgate.kafka.settings import KafkaSettings
 
 Headers = Sequence[tuple[str, str | bytes]]
 
@@ -35,7 +36,7 @@ def free_port() -> int:
 
 
 def reliable_producer(kafka: KafkaSettings, **overrides: object) -> Producer:
-    """An idempotent ``acks=all`` producer, as DESIGN.md requires of every producer."""
+    """An idempotent ``acks=all`` producer, as docs/contract.md requires of every producer."""
     return Producer(
         kafka.client_config(
             **{"enable.idempotence": True, "acks": "all", "linger.ms": 5, **overrides}
@@ -133,5 +134,5 @@ def _caught_up(consumer: Consumer, topic: str, ends: dict[int, int]) -> bool:
 
 
 def headers_of(msg: Message) -> dict[str, str]:
-    """The record's headers as text (last value wins for a repeated key)."""
-    return {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in (msg.headers() or [])}
+    """The record's headers as text (last value wins for a repeated key, nulls left out)."""
+    return codec.header_texts(msg.headers())

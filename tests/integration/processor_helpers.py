@@ -1,6 +1,6 @@
-"""Helpers of the processor's integration tests: commands, producing them as the gateway does,
-tailing topics, and the exactly-once check over everything the processors wrote.
-(Running processors: ``processor_runners``.)
+"""Helpers of the processor's integration tests: their settings, tailing topics, and the
+exactly-once check over everything the processors wrote. (Commands and producing them:
+``processor_commands``; running processors: ``processor_runners``.)
 
 Every wait is bounded and fails the test with what was seen so far.
 """
@@ -15,21 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from prgate.kafka_settings import KafkaSettings
-from prgate.v1 import commands_pb2
+from prgate.domain import fold
+from prgate.kafka import codec
+from prgate.kafka.settings import KafkaSettings
 from prgate.v1.commands_pb2 import CommandEnvelope
 from prgate.v1.events_pb2 import EventEnvelope
-from prgate.v1.pull_request_pb2 import CHECK_CONCLUSION_SUCCESS, PullRequest
+from prgate.v1.pull_request_pb2 import PullRequest
 from prgate.v1.results_pb2 import CommandResult
-from processor.contract import (
-    HEADER_CORRELATION_ID,
-    HEADER_MESSAGE_TYPE,
-    HEADER_REPLY_TO,
-    TYPE_COMMAND_ENVELOPE,
-)
-from processor.domain import fold
 from processor.settings import ProcessorSettings
 
 # Short timeouts so that failover fits the test budget (the broker's minimum session is 6 s).
@@ -50,175 +44,6 @@ def processor_settings(kafka: KafkaSettings, **overrides: Any) -> ProcessorSetti
     return ProcessorSettings(**values)
 
 
-# -- commands -------------------------------------------------------------------------------
-
-
-def envelope(
-    pull_request_id: str, command_id: str | None = None, **command: Any
-) -> CommandEnvelope:
-    """A CommandEnvelope; ``command`` is one keyword, the oneof field name, e.g.
-    ``open_pull_request=OpenPullRequest(...)``."""
-    env = CommandEnvelope(
-        command_id=command_id or str(uuid.uuid4()), pull_request_id=pull_request_id
-    )
-    ((field, message),) = command.items()
-    getattr(env, field).CopyFrom(message)
-    env.issued_at.GetCurrentTime()
-    return env
-
-
-def open_pr(pr: str, author: str = "alice", title: str = "Add feature") -> CommandEnvelope:
-    return envelope(
-        pr,
-        open_pull_request=commands_pb2.OpenPullRequest(
-            repository="acme/widgets",
-            title=title,
-            description="d",
-            author=author,
-            source_branch=f"feature/{pr}",
-            target_branch="main",
-        ),
-    )
-
-
-def retitle(pr: str, title: str) -> CommandEnvelope:
-    return envelope(
-        pr,
-        change_pull_request_title=commands_pb2.ChangePullRequestTitle(
-            pull_request_id=pr, title=title, changed_by="alice"
-        ),
-    )
-
-
-def approve(pr: str, reviewer: str) -> CommandEnvelope:
-    return envelope(
-        pr,
-        approve_pull_request=commands_pb2.ApprovePullRequest(pull_request_id=pr, reviewer=reviewer),
-    )
-
-
-def check(pr: str, name: str, conclusion: int = CHECK_CONCLUSION_SUCCESS) -> CommandEnvelope:
-    return envelope(
-        pr,
-        record_check_result=commands_pb2.RecordCheckResult(
-            pull_request_id=pr, check_name=name, conclusion=conclusion
-        ),
-    )
-
-
-def merge(pr: str, user: str = "bob") -> CommandEnvelope:
-    return envelope(
-        pr,
-        merge_pull_request=commands_pb2.MergePullRequest(pull_request_id=pr, merged_by_user=user),
-    )
-
-
-def close(pr: str) -> CommandEnvelope:
-    return envelope(
-        pr, close_pull_request=commands_pb2.ClosePullRequest(pull_request_id=pr, actor="a")
-    )
-
-
-def reopen(pr: str) -> CommandEnvelope:
-    return envelope(
-        pr, reopen_pull_request=commands_pb2.ReopenPullRequest(pull_request_id=pr, actor="a")
-    )
-
-
-def stream_for(pr: str, length: int) -> list[CommandEnvelope]:
-    """``length`` commands on one pull request that mostly succeed and sometimes are rejected:
-    open, then check results, retitles, approvals (some by the author: rejected),
-    close/reopen, and a merge at the end."""
-    commands = [open_pr(pr, author="alice")]
-    step = 0
-    while len(commands) < length - 1:
-        kind = step % 7
-        if kind in (0, 1):
-            commands.append(check(pr, f"ci-{step % 3}"))
-        elif kind == 2:
-            commands.append(retitle(pr, f"title {step}"))
-        elif kind == 3:
-            commands.append(approve(pr, f"reviewer-{step % 4}"))
-        elif kind == 4:
-            commands.append(close(pr))
-        elif kind == 5:
-            commands.append(reopen(pr))
-        else:
-            commands.append(approve(pr, "alice"))
-        step += 1
-    commands.append(merge(pr))
-    return commands
-
-
-def interleave(streams: Iterable[list[CommandEnvelope]]) -> list[CommandEnvelope]:
-    """Round-robin over per-PR streams, keeping each stream's order."""
-    lists = [list(s) for s in streams]
-    out: list[CommandEnvelope] = []
-    for i in range(max(len(s) for s in lists)):
-        out.extend(s[i] for s in lists if i < len(s))
-    return out
-
-
-# -- producing ------------------------------------------------------------------------------
-
-
-def command_headers(command_id: str, reply_to: str) -> list[tuple[str, str | bytes | None]]:
-    return [
-        (HEADER_CORRELATION_ID, command_id.encode()),
-        (HEADER_REPLY_TO, reply_to.encode()),
-        (HEADER_MESSAGE_TYPE, TYPE_COMMAND_ENVELOPE.encode()),
-    ]
-
-
-class CommandProducer:
-    """Produces commands as the gateway does: key = pull request id, the fixed headers."""
-
-    def __init__(self, kafka: KafkaSettings) -> None:
-        self._kafka = kafka
-        self._producer = Producer(
-            kafka.client_config(**{"enable.idempotence": True, "acks": "all", "linger.ms": 2})
-        )
-        self.errors: list[str] = []
-
-    def _delivered(self, err: KafkaError | None, msg: Any) -> None:
-        if err is not None:
-            self.errors.append(str(err))
-
-    def send(self, env: CommandEnvelope) -> None:
-        self.raw(
-            env.pull_request_id.encode(),
-            env.SerializeToString(),
-            command_headers(env.command_id, self._kafka.topics.results),
-        )
-
-    def raw(
-        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, str | bytes | None]]
-    ) -> None:
-        self._producer.produce(
-            self._kafka.topics.commands,
-            value=value,
-            key=key,
-            headers=headers,
-            on_delivery=self._delivered,
-        )
-        self._producer.poll(0)
-
-    def flush(self, timeout: float = 15.0) -> None:
-        remaining = self._producer.flush(timeout)
-        assert remaining == 0 and not self.errors, (remaining, self.errors)
-
-    def close(self) -> None:
-        self.flush()
-        self._producer.close()
-
-
-def send_all(kafka: KafkaSettings, commands: Iterable[CommandEnvelope]) -> None:
-    producer = CommandProducer(kafka)
-    for env in commands:
-        producer.send(env)
-    producer.close()
-
-
 # -- reading --------------------------------------------------------------------------------
 
 
@@ -229,7 +54,10 @@ class Rec:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: dict[str, bytes | None]
+    headers: codec.Headers  # as received
+
+    def header(self, name: str) -> str | None:
+        return codec.header(self.headers, name)
 
 
 class TopicTail:
@@ -270,10 +98,7 @@ class TopicTail:
                     msg.offset() or 0,
                     msg.key(),
                     msg.value(),
-                    {
-                        k: v if not isinstance(v, str) else v.encode()
-                        for k, v in msg.headers() or []
-                    },
+                    list(msg.headers() or []),
                 )
             )
 
@@ -313,29 +138,20 @@ def tail(
 
 
 def results_of(records: Iterable[Rec]) -> list[CommandResult]:
-    out = []
-    for rec in records:
-        result = CommandResult()
-        result.ParseFromString(rec.value or b"")
-        out.append(result)
-    return out
+    return [codec.decode_result(rec.value, rec.headers) for rec in records]
 
 
 def events_of(records: Iterable[Rec]) -> list[EventEnvelope]:
-    out = []
-    for rec in records:
-        event = EventEnvelope()
-        event.ParseFromString(rec.value or b"")
-        out.append(event)
-    return out
+    return [codec.decode_event(rec.value, rec.headers) for rec in records]
 
 
 def snapshots_of(records: Iterable[Rec]) -> list[PullRequest]:
+    """The snapshots in ``records`` (a tombstone fails the test: the processor writes none)."""
     out = []
     for rec in records:
-        state = PullRequest()
-        state.ParseFromString(rec.value or b"")
-        out.append(state)
+        snapshot = codec.decode_snapshot(rec.key, rec.value, rec.headers)
+        assert snapshot is not None, f"tombstone at {rec.topic}/{rec.partition}@{rec.offset}"
+        out.append(snapshot)
     return out
 
 
@@ -355,7 +171,7 @@ def wait_results(
 def assert_exactly_once(
     kafka: KafkaSettings, commands: list[CommandEnvelope], timeout: float
 ) -> dict[str, int]:
-    """The guarantees of DESIGN.md over everything the processors wrote for ``commands``:
+    """The guarantees of docs/contract.md over everything the processors wrote for ``commands``:
     one result per command, per pull request events with versions 1..n (no gap, no repeat),
     each event caused by a command that SUCCEEDED and listed it, and the last snapshot equal
     to the fold of the events (ignoring recent_commands). Returns counts for the report."""

@@ -16,9 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
-from integration.processor_helpers import CommandProducer, TopicTail
+from integration.processor_commands import CommandProducer
+from integration.processor_helpers import TopicTail
 
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka.settings import KafkaSettings
 from prgate.v1.commands_pb2 import CommandEnvelope
 from processor.loop import Processor
 from processor.settings import ProcessorSettings
@@ -67,6 +68,7 @@ def processor_env(settings: ProcessorSettings) -> dict[str, str]:
             "PRGATE_PROCESSOR_TRANSACTION_TIMEOUT_MS": str(settings.transaction_timeout_ms),
             "PRGATE_PROCESSOR_BATCH_MAX_RECORDS": str(settings.batch_max_records),
             "PRGATE_LOG_LEVEL": settings.log_level,
+            "PRGATE_STATE_DIR": settings.state_dir,
         }
     )
     return env

@@ -8,17 +8,22 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from helpers.ids import new_id
 
 from gateway.producer import CommandProducer, KafkaUnavailable
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka.settings import KafkaSettings
 from prgate.v1.commands_pb2 import ApprovePullRequest, CommandEnvelope
+
+# Scheduling slack for a busy machine (seconds): a bound with it says "ends by its timeout,
+# never hangs", not how fast; speed is measured in bench/.
+SLACK_S = 5.0
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def envelope(pr: str = "pr-42") -> CommandEnvelope:
     return CommandEnvelope(
-        command_id=str(uuid.uuid4()),
+        command_id=new_id(pr),
         pull_request_id=pr,
         approve_pull_request=ApprovePullRequest(pull_request_id=pr, reviewer="bob"),
     )
@@ -130,13 +135,14 @@ def test_unreachable_broker_raises_within_the_callers_timeout() -> None:
             with pytest.raises(KafkaUnavailable, match=r"no acknowledgement .* within 1\.5s"):
                 await producer.send(envelope(), reply_to="r", timeout=1.5)
             elapsed = time.monotonic() - started
-            assert 1.4 < elapsed < 2.5
+            # It waits its timeout, and ends by it (plus scheduling slack, not a speed target).
+            assert 1.4 < elapsed < 1.5 + SLACK_S
             # error_cb reported the unreachable broker by now.
             assert not producer.healthy()
         finally:
             started = time.monotonic()
             await producer.close(timeout=1.0)
-            assert time.monotonic() - started < 2.0
+            assert time.monotonic() - started < 1.0 + SLACK_S
 
     asyncio.run(main())
 
@@ -151,7 +157,8 @@ def test_dead_broker_surfaces_as_a_delivery_error_after_message_timeout() -> Non
             started = time.monotonic()
             with pytest.raises(KafkaUnavailable, match=r"delivery to t-nowhere\.commands failed"):
                 await producer.send(envelope(), reply_to="r", timeout=30)
-            assert time.monotonic() - started < 3.0
+            # Ended by the 0.8 s delivery timeout, long before the call's own 30 s.
+            assert time.monotonic() - started < 0.8 + SLACK_S
             assert not producer.healthy()
         finally:
             await producer.close(timeout=0.5)
@@ -170,7 +177,8 @@ def test_close_fails_records_still_queued_instead_of_hanging() -> None:
         started = time.monotonic()
         await producer.close(timeout=0.3)
         with pytest.raises(KafkaUnavailable, match=r"delivery .* failed"):
-            await asyncio.wait_for(sending, 2.0)
-        assert time.monotonic() - started < 2.0
+            await asyncio.wait_for(sending, 0.3 + SLACK_S)
+        # Failed by close(0.3), not by the 60 s delivery timeout.
+        assert time.monotonic() - started < 0.3 + SLACK_S
 
     asyncio.run(main())

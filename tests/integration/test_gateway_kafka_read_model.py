@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from rocksdict import Options, Rdict
 
-from gateway.read_model import ReadModel
+from gateway.read_model import ReadModel, ReadModelState
 from gateway.read_model_hub import Subscription
-from prgate.kafka_settings import KafkaSettings
+from prgate.domain import fold
+from prgate.kafka.contract import HEADER_MESSAGE_TYPE, TYPE_PULL_REQUEST
+from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.topics import ensure_topics
+from prgate.state import SnapshotStore, StoreIdentity, StoreMemory, StoreResources
 from prgate.v1.events_pb2 import EventEnvelope, PullRequestOpened, PullRequestTitleChanged
 from prgate.v1.outcome_pb2 import COMMAND_STATE_SUCCEEDED
 from prgate.v1.pull_request_pb2 import (
@@ -21,9 +28,10 @@ from prgate.v1.pull_request_pb2 import (
     PullRequest,
 )
 from prgate.v1.results_pb2 import CommandResult
-from processor.contract import HEADER_MESSAGE_TYPE, TYPE_PULL_REQUEST
-from processor.domain import fold
-from processor.topics import ensure_topics
+
+# Scheduling slack for a busy machine (seconds): a bound with it says "ends by its timeout,
+# never hangs", not how fast; speed is measured in bench/.
+SLACK_S = 5.0
 
 Value = PullRequest | bytes | None | tuple[str, bytes]
 
@@ -90,9 +98,7 @@ def test_catches_up_then_serves_get_and_list_and_survives_bad_records(
 
     async def main() -> None:
         model = ReadModel(kafka_settings)
-        started = time.monotonic()
         await model.start()
-        assert time.monotonic() - started < 0.5
         try:
             assert await model.wait_caught_up(15)
             first = model.get("pr-00")
@@ -102,16 +108,14 @@ def test_catches_up_then_serves_get_and_list_and_survives_bad_records(
             assert model.get("pr-03") is not None  # garbage did not hurt the good record
 
             listed: list[str] = []
-            token, pages = "", 0
-            while True:
-                page, token = model.list(page_size=4, page_token=token)
+            after, pages = "", 0
+            while page := model.list(after=after, limit=4):
                 listed += [p.pull_request_id for p in page]
                 pages += 1
-                if not token:
-                    break
+                after = page[-1].pull_request_id
             assert listed == [f"pr-{i:02d}" for i in range(11)]
             assert pages == 3
-            repo_b, _ = model.list(repository="octo/b")
+            repo_b = model.list(repository="octo/b")
             assert [p.pull_request_id for p in repo_b] == [
                 "pr-01",
                 "pr-03",
@@ -119,11 +123,11 @@ def test_catches_up_then_serves_get_and_list_and_survives_bad_records(
                 "pr-07",
                 "pr-09",
             ]
-            closed, _ = model.list(status=PULL_REQUEST_STATUS_CLOSED, repository="octo/a")
+            closed = model.list(status=PULL_REQUEST_STATUS_CLOSED, repository="OCTO/A")
             # pr-00 was closed at version 1 but its version 3 is open again.
             assert [p.pull_request_id for p in closed] == ["pr-04", "pr-08"]
             with pytest.raises(ValueError):
-                model.list(page_token="definitely-not-a-token")
+                model.list(limit=-1)
 
             stats = model.stats()
             assert stats["entities"] == 11
@@ -243,7 +247,71 @@ def test_started_before_its_topic_exists_it_retries_and_then_catches_up(
         finally:
             started = time.monotonic()
             await model.close()
-            assert time.monotonic() - started < 2.0
+            assert time.monotonic() - started < SLACK_S  # bounded, never a hang
         assert not model._tail._thread.is_alive()  # type: ignore[union-attr]
+
+    asyncio.run(main())
+
+
+@pytest.mark.usefixtures("ensured_topics")
+def test_warm_store_replays_only_the_tail_and_a_store_ahead_of_the_log_is_rebuilt(
+    kafka_settings: KafkaSettings, txn_producer: Producer, tmp_path: Path
+) -> None:
+    """With a state directory, a restarted read model reads only the records after its
+    checkpoints; one whose checkpoints lie past the log end reads everything again."""
+    topic = kafka_settings.topics.pull_requests
+    state = ReadModelState(tmp_path / "state", StoreResources(StoreMemory(1 << 20, 1 << 20)), 4)
+    write(txn_producer, topic, *[(f"pr-{i:02d}", pr(f"pr-{i:02d}", 1)) for i in range(20)])
+
+    async def caught_up_model() -> ReadModel:
+        model = ReadModel(kafka_settings, state=state)
+        await model.start()
+        assert await model.wait_caught_up(15)
+        return model
+
+    async def main() -> None:
+        cold = await caught_up_model()
+        assert cold.stats()["records"] == 20
+        assert cold.stats()["entities"] == 20
+        await cold.close()
+
+        write(
+            txn_producer, topic, ("pr-00", pr("pr-00", 2, title="tail")), ("pr-20", pr("pr-20", 1))
+        )
+        warm = await caught_up_model()
+        try:
+            assert warm.stats()["records"] == 2  # the tail only
+            assert warm.stats()["entities"] == 21
+            first = warm.get("pr-00")
+            assert first is not None and (first.version, first.title) == (2, "tail")
+            assert warm.get("pr-19") is not None  # from the store, not replayed
+            page = warm.list(repository="OCTO/A", after="pr-17", limit=10)
+            assert [p.pull_request_id for p in page] == ["pr-18", "pr-19", "pr-20"]
+        finally:
+            await warm.close()
+
+        # Checkpoints past the log end: the store is not trusted and is rebuilt.
+        path = state.state_dir / "gateway" / topic
+        resources = StoreResources(StoreMemory(1 << 20, 1 << 20))
+        db = Rdict(str(path), Options(raw_mode=True))
+        identity = json.loads(bytes(db.get(b"midentity") or b"{}"))
+        db.close()
+        store, reason = SnapshotStore.open(
+            path,
+            StoreIdentity(identity["cluster_id"], identity["topic"], tuple(identity["partitions"])),
+            resources,
+            indexed=True,
+        )
+        assert reason == ""
+        store.write({}, {p: 10_000_000 for p in identity["partitions"]})
+        store.close()
+        rebuilt = await caught_up_model()
+        try:
+            assert rebuilt.stats()["records"] == 22
+            assert rebuilt.stats()["entities"] == 21
+            again = rebuilt.get("pr-00")
+            assert again is not None and again.version == 2
+        finally:
+            await rebuilt.close()
 
     asyncio.run(main())

@@ -12,10 +12,14 @@ from confluent_kafka import Producer
 
 from gateway.producer import KafkaUnavailable
 from gateway.reply_router import ReplyRouter
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka.contract import HEADER_CORRELATION_ID, HEADER_MESSAGE_TYPE, TYPE_COMMAND_RESULT
+from prgate.kafka.settings import KafkaSettings
 from prgate.v1.outcome_pb2 import COMMAND_STATE_SUCCEEDED
 from prgate.v1.results_pb2 import CommandResult
-from processor.contract import HEADER_CORRELATION_ID, HEADER_MESSAGE_TYPE, TYPE_COMMAND_RESULT
+
+# Scheduling slack for a busy machine (seconds): a bound with it says "ends by its timeout,
+# never hangs", not how fast; speed is measured in bench/.
+SLACK_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -79,16 +83,13 @@ def test_waiter_gets_a_result_produced_after_reservation(
                 # Aborted records must never reach anybody (read_committed).
                 await asyncio.to_thread(produce_results, txn_producer, topic, ok(cid), abort=True)
                 assert await unary.result(0.3) is None
-                started = time.monotonic()
                 await asyncio.to_thread(produce_results, txn_producer, topic, ok(cid), b"\xff\xff")
-                got = await unary.result(10)
-                latency = time.monotonic() - started
+                got = await unary.result(10)  # latency is measured in bench/, not here
                 also = await watch.result(1)
             assert got is not None
             assert got.command_id == cid
             assert got.state == COMMAND_STATE_SUCCEEDED
             assert also == got
-            assert latency < 2.0
             assert seen == [cid]
             assert router.waiting_count() == 0
             assert await _until(lambda: router.stats()["garbage"] == 1)
@@ -183,7 +184,7 @@ def test_start_fails_in_bounded_time_without_a_results_topic(
         started = time.monotonic()
         with pytest.raises(KafkaUnavailable, match="could not assign"):
             await router.start()
-        assert time.monotonic() - started < 4.0
+        assert time.monotonic() - started < 1.5 + SLACK_S  # its start timeout, not a hang
         assert not router._tail._thread.is_alive()  # type: ignore[union-attr]
 
     asyncio.run(main())

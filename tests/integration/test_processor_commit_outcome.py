@@ -4,20 +4,13 @@ batch's state instead of dropping it (which would repeat a version later)."""
 from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
-from integration.processor_helpers import (
-    events_of,
-    open_pr,
-    processor_settings,
-    retitle,
-    send_all,
-    tail,
-    wait_results,
-)
+from integration.processor_commands import open_pr, retitle, send_all
+from integration.processor_helpers import events_of, processor_settings, tail, wait_results
 from integration.processor_runners import ThreadedProcessor
 
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka.contract import Topics
+from prgate.kafka.settings import KafkaSettings
 from prgate.v1.outcome_pb2 import COMMAND_STATE_SUCCEEDED
-from processor.contract import Topics
 
 
 def test_commit_that_reached_kafka_but_reported_a_timeout_keeps_the_state(

@@ -6,20 +6,13 @@ from __future__ import annotations
 import time
 
 from confluent_kafka import Consumer
-from integration.processor_helpers import (
-    events_of,
-    open_pr,
-    processor_settings,
-    retitle,
-    send_all,
-    tail,
-    wait_results,
-)
+from integration.processor_commands import open_pr, retitle, send_all
+from integration.processor_helpers import events_of, processor_settings, tail, wait_results
 from integration.processor_runners import ThreadedProcessor
 
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka.contract import Topics
+from prgate.kafka.settings import KafkaSettings
 from prgate.v1.outcome_pb2 import COMMAND_STATE_SUCCEEDED
-from processor.contract import Topics
 from processor.watchdog import ConsumerWatchdog
 
 
@@ -45,16 +38,16 @@ def test_a_replaced_consumer_resumes_with_restored_state(
     renamed = retitle("pr-w1", "After the new consumer")
     runner = ThreadedProcessor(processor_settings(kafka_settings))
     alarm = AlarmOnce()
-    runner.processor._watchdog = alarm
+    runner.processor.member.watchdog = alarm
     with runner as p:
         send_all(kafka_settings, [opened])
         wait_results(kafka_settings, {opened.command_id}, timeout=30)
-        first = p.processor._consumer
+        first = p.processor.member._consumer
         alarm.armed = True
         deadline = time.monotonic() + 30
-        while p.processor._consumer is first and time.monotonic() < deadline:
+        while p.processor.member._consumer is first and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert alarm.fired and p.processor._consumer is not first
+        assert alarm.fired and p.processor.member._consumer is not first
         send_all(kafka_settings, [renamed])
         results = wait_results(kafka_settings, {opened.command_id, renamed.command_id}, 60)
     assert p.exit_code == 0

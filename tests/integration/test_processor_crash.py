@@ -7,13 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from integration.processor_helpers import (
-    assert_exactly_once,
-    count_records,
-    interleave,
-    processor_settings,
-    stream_for,
-)
+from integration.processor_commands import interleave, stream_for
+from integration.processor_helpers import assert_exactly_once, count_records, processor_settings
 from integration.processor_runners import (
     PacedSender,
     ProcessorProcess,
@@ -21,8 +16,8 @@ from integration.processor_runners import (
     with_instance,
 )
 
-from prgate.kafka_settings import KafkaSettings
-from processor.contract import Topics
+from prgate.kafka.contract import Topics
+from prgate.kafka.settings import KafkaSettings
 
 PULL_REQUESTS = 8
 COMMANDS_PER_PR = 60
@@ -47,7 +42,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_repeats_nothing(
     first = ProcessorProcess(settings, tmp_path, "first")
     second: ProcessorProcess | None = None
     try:
-        first.wait_log("event=partitions_restored", 30)
+        first.wait_log('"event": "partitions_restored"', 30)
         killer = TransactionKiller(first, kafka_settings, first_burst=2)
         sender = PacedSender(kafka_settings, commands, per_second=100, burst=20, after_burst=killer)
         sender.start()
@@ -67,7 +62,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_repeats_nothing(
         counts = assert_exactly_once(kafka_settings, commands, timeout=60)
         recovery_s = time.monotonic() - killed_at
         assert second.terminate() == 0, second.log_text()[-2000:]
-        assert "event=processor_stopped" in second.log_text()
+        assert '"event": "processor_stopped"' in second.log_text()
     finally:
         first.close()
         if second is not None:

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from integration.processor_helpers import (
-    approve,
-    check,
-    events_of,
-    open_pr,
-    processor_settings,
-    results_of,
-    send_all,
-    tail,
-)
+from integration.processor_commands import approve, check, open_pr, send_all
+from integration.processor_helpers import events_of, processor_settings, results_of, tail
 from integration.processor_runners import ThreadedProcessor
 
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka.contract import Topics
+from prgate.kafka.settings import KafkaSettings
 from prgate.v1.outcome_pb2 import (
     COMMAND_STATE_REJECTED,
     COMMAND_STATE_SUCCEEDED,
     VIOLATION_KIND_ALREADY_EXISTS,
 )
 from prgate.v1.results_pb2 import CommandResult
-from processor.contract import Topics
 
 
 def test_same_command_id_twice_yields_two_results_and_events_once(

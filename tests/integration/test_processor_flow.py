@@ -6,27 +6,26 @@ from __future__ import annotations
 import time
 
 from confluent_kafka import KafkaError, KafkaException
-from integration.processor_helpers import (
+from integration.processor_commands import (
     CommandProducer,
     approve,
     command_headers,
-    events_of,
     merge,
     open_pr,
+    send_all,
+)
+from integration.processor_helpers import (
+    events_of,
     processor_settings,
     results_of,
-    send_all,
     snapshots_of,
     tail,
     wait_results,
 )
 from integration.processor_runners import ThreadedProcessor
 
-from prgate.kafka_settings import KafkaSettings
-from prgate.v1.events_pb2 import EventEnvelope
-from prgate.v1.outcome_pb2 import COMMAND_STATE_REJECTED, COMMAND_STATE_SUCCEEDED
-from prgate.v1.pull_request_pb2 import PULL_REQUEST_STATUS_OPEN
-from processor.contract import (
+from prgate.kafka import codec
+from prgate.kafka.contract import (
     HEADER_CORRELATION_ID,
     HEADER_MESSAGE_TYPE,
     TYPE_COMMAND_RESULT,
@@ -34,6 +33,10 @@ from processor.contract import (
     TYPE_PULL_REQUEST,
     Topics,
 )
+from prgate.kafka.settings import KafkaSettings
+from prgate.v1.events_pb2 import EventEnvelope
+from prgate.v1.outcome_pb2 import COMMAND_STATE_REJECTED, COMMAND_STATE_SUCCEEDED
+from prgate.v1.pull_request_pb2 import PULL_REQUEST_STATUS_OPEN
 
 
 def test_command_yields_events_snapshot_and_result(
@@ -61,8 +64,8 @@ def test_command_yields_events_snapshot_and_result(
 
     with tail(kafka_settings, ensured_topics.results) as t:
         for rec in t.drain():
-            assert rec.headers[HEADER_MESSAGE_TYPE] == TYPE_COMMAND_RESULT.encode()
-            assert rec.headers[HEADER_CORRELATION_ID] == rec.key
+            assert rec.header(HEADER_MESSAGE_TYPE) == TYPE_COMMAND_RESULT
+            assert rec.header(HEADER_CORRELATION_ID) == codec.key_text(rec.key)
 
     with tail(kafka_settings, ensured_topics.events) as t:
         event_recs = t.drain()
@@ -70,8 +73,8 @@ def test_command_yields_events_snapshot_and_result(
     assert [e.version for e in events] == [1, 2, 3, 4]
     assert {rec.key for rec in event_recs} == {b"pr-1"}
     for rec, event in zip(event_recs, events, strict=True):
-        assert rec.headers[HEADER_MESSAGE_TYPE] == TYPE_EVENT_ENVELOPE.encode()
-        assert rec.headers[HEADER_CORRELATION_ID] == event.command_id.encode()
+        assert rec.header(HEADER_MESSAGE_TYPE) == TYPE_EVENT_ENVELOPE
+        assert rec.header(HEADER_CORRELATION_ID) == event.command_id
         assert event.event_id and event.occurred_at.seconds > 0
     assert [e.command_id for e in events] == [
         opened.command_id,
@@ -86,7 +89,7 @@ def test_command_yields_events_snapshot_and_result(
         snap_recs = t.drain()
     snapshots = snapshots_of(snap_recs)
     assert [s.version for s in snapshots] == [1, 2, 4]
-    assert all(r.headers[HEADER_MESSAGE_TYPE] == TYPE_PULL_REQUEST.encode() for r in snap_recs)
+    assert all(r.header(HEADER_MESSAGE_TYPE) == TYPE_PULL_REQUEST for r in snap_recs)
     assert snapshots[0].status == PULL_REQUEST_STATUS_OPEN
     assert snapshots[-1].merge.merged_by_user == "bob"
     # The processed-command record travels with the snapshot.
@@ -163,6 +166,8 @@ def test_aborted_transaction_is_invisible_to_read_committed(
 def test_result_goes_to_the_reply_to_topic_when_it_exists(
     kafka_settings: KafkaSettings, ensured_topics: Topics
 ) -> None:
+    """An allowed reply-to that exists gets the result; a missing one and a contract topic fall
+    back (the allowlist's other refusals: test_processor_records.py)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     inbox = f"{kafka_settings.topic_prefix}gateway-7.results"
@@ -183,7 +188,10 @@ def test_result_goes_to_the_reply_to_topic_when_it_exists(
             command_headers(env.command_id, reply_to),
         )
     producer.close()
-    with ThreadedProcessor(processor_settings(kafka_settings)):
+    settings = processor_settings(
+        kafka_settings, reply_topics=f"{inbox},{kafka_settings.topic_prefix}no-such-topic"
+    )
+    with ThreadedProcessor(settings):
         with tail(kafka_settings, inbox) as t:
             (answer,) = results_of(t.wait_until(lambda recs: len(recs) >= 1, 30, "inbox result"))
         fallback = wait_results(

@@ -3,16 +3,11 @@ partitions to the other, and the whole stream is still processed exactly once.""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from integration.processor_helpers import (
-    assert_exactly_once,
-    interleave,
-    processor_settings,
-    stream_for,
-    tail,
-)
+from helpers.logs import log_events
+from integration.processor_commands import interleave, stream_for
+from integration.processor_helpers import assert_exactly_once, processor_settings, tail
 from integration.processor_runners import (
     PacedSender,
     ProcessorProcess,
@@ -20,17 +15,17 @@ from integration.processor_runners import (
     with_instance,
 )
 
-from prgate.kafka_settings import KafkaSettings
-from processor.contract import Topics
+from prgate.kafka.contract import Topics
+from prgate.kafka.settings import KafkaSettings
 
 PULL_REQUESTS = 9
 COMMANDS_PER_PR = 30
 
 
 def succeeded_count(log_text: str) -> int:
-    found = re.findall(r"event=processor_stopped succeeded=(\d+) rejected=(\d+)", log_text)
+    found = [e for e in log_events(log_text) if e["event"] == "processor_stopped"]
     assert found, log_text[-2000:]
-    return sum(int(n) for n in found[-1])
+    return int(found[-1]["succeeded"]) + int(found[-1]["rejected"])
 
 
 def test_two_processors_split_partitions_and_fail_over(

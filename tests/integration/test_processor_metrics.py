@@ -1,7 +1,8 @@
 """The processor's /metrics over HTTP, after real commands on the test's broker.
 
 First ``python -m processor`` (the whole start-up path, PRGATE_METRICS_LISTEN from the
-environment) handles a success, a rejection, a redelivered command and an undecodable record;
+environment) handles a success, a rejection (whose reply-to, ``__consumer_offsets``, is refused),
+a redelivered command and an undecodable record;
 then a second processor of the same group starts on the committed offsets and must report no
 lag although it has consumed nothing (librdkafka has no position before the first record).
 """
@@ -16,20 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers.ids import bound_id
 from helpers.kafka import free_port
-from integration.processor_helpers import (
-    CommandProducer,
-    approve,
-    command_headers,
-    open_pr,
-    processor_settings,
-    wait_results,
-)
+from integration.processor_commands import CommandProducer, approve, command_headers, open_pr
+from integration.processor_helpers import processor_settings, wait_results
 from integration.processor_runners import ProcessorProcess, ThreadedProcessor
 from prometheus_client.parser import text_string_to_metric_families
 
-from prgate.kafka_settings import KafkaSettings
-from processor.contract import Topics
+from prgate.kafka.contract import Topics
+from prgate.kafka.settings import KafkaSettings
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -91,9 +87,15 @@ def test_processor_metrics_after_real_commands(
     self_approval = approve("pr-m1", "alice")  # the author may not approve: rejected
     producer = CommandProducer(kafka_settings)
     producer.send(opened)
-    producer.send(self_approval)
+    # Answered on the results topic: Kafka's internal topics are never a reply-to.
+    producer.raw(
+        b"pr-m1",
+        self_approval.SerializeToString(),
+        command_headers(self_approval.command_id, "__consumer_offsets"),
+    )
     producer.send(opened)  # redelivered: answered again, no new events
-    producer.raw(b"pr-m1", b"\xff not a command", command_headers("junk-1", ensured_topics.results))
+    junk = bound_id("junk-1", "pr-m1")
+    producer.raw(b"pr-m1", b"\xff not a command", command_headers(junk, ensured_topics.results))
     producer.close()
 
     settings = processor_settings(kafka_settings)
@@ -102,7 +104,7 @@ def test_processor_metrics_after_real_commands(
     process = ProcessorProcess(settings, tmp_path, "processor-metrics")
     try:
         wait_results(
-            kafka_settings, {opened.command_id, self_approval.command_id, "junk-1"}, timeout=60
+            kafka_settings, {opened.command_id, self_approval.command_id, junk}, timeout=60
         )
         commands = "prgate_processor_commands_total"
         samples = wait_metrics(
@@ -119,6 +121,12 @@ def test_processor_metrics_after_real_commands(
         # Pre-created children: every command type and outcome is exported from the start.
         assert get(samples, commands, command="MergePullRequest", outcome="failed") == 0
         assert get(samples, "prgate_processor_dlq_records_total") == 1
+        refused = "prgate_processor_reply_to_refused_total"
+        assert get(samples, refused, reason="internal_topic") == 1
+        assert get(samples, refused, reason="not_allowed") == 0  # pre-created, like the next
+        assert (
+            get(samples, "prgate_processor_records_refused_total", error="MSG_SIZE_TOO_LARGE") == 0
+        )
         committed = get(samples, "prgate_processor_transactions_total", outcome="committed")
         assert committed is not None and committed >= 1
         assert get(samples, "prgate_processor_transactions_total", outcome="aborted") == 0

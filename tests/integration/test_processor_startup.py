@@ -9,7 +9,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from integration.processor_helpers import processor_settings
 from integration.processor_runners import REPO_ROOT, processor_env
 
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka.settings import KafkaSettings
 
 
 def test_refuses_commands_and_pull_requests_with_different_partition_counts(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import pytest
@@ -13,21 +14,22 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 from google.protobuf.timestamp_pb2 import Timestamp
+from helpers.ids import new_id
 from helpers.kafka import consume_all, free_port, headers_of, produce
 
-from prgate.kafka_settings import KafkaSettings
-from prgate.v1 import commands_pb2
-from processor import contract
-from processor.contract import DAY_MS, Topics
-from processor.topics import (
+from prgate.kafka import codec
+from prgate.kafka.contract import DAY_MS, Topics
+from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.topic_checks import TopicContractError
+from prgate.kafka.topics import (
     TopicAdminError,
-    TopicContractError,
     check_topics,
     contract_specs,
     describe_topics,
     ensure_topics,
     format_states,
 )
+from prgate.v1 import commands_pb2
 
 pytestmark = pytest.mark.kafka
 
@@ -37,7 +39,7 @@ def admin(kafka: KafkaSettings) -> AdminClient:
 
 
 def read_back(kafka: KafkaSettings, name: str) -> tuple[int, dict[str, str]]:
-    """Partition count and configs of ``name``, read independently of processor.topics."""
+    """Partition count and configs of ``name``, read independently of prgate.kafka.topics."""
     client = admin(kafka)
     partitions = len(client.list_topics(name, timeout=10).topics[name].partitions)
     resource = ConfigResource(ResourceType.TOPIC, name)
@@ -48,12 +50,24 @@ def read_back(kafka: KafkaSettings, name: str) -> tuple[int, dict[str, str]]:
 def create_raw(kafka: KafkaSettings, name: str, partitions: int, **configs: str) -> None:
     client = admin(kafka)  # must outlive the futures
     futures = client.create_topics(
-        [NewTopic(name, partitions, 1, config=configs)], operation_timeout=10, request_timeout=10
+        # -1: the broker's default.replication.factor (1 on one broker, 3 on the cluster).
+        [NewTopic(name, partitions, -1, config=configs)],
+        operation_timeout=10,
+        request_timeout=10,
     )
     futures[name].result(timeout=15)
+    # The creation's answer can come before the broker's metadata shows the topic; the tests
+    # that follow ask for metadata at once, so wait until it is there with all its partitions.
+    deadline = time.monotonic() + 15
+    while True:
+        topic = client.list_topics(name, timeout=10).topics.get(name)
+        if topic is not None and topic.error is None and len(topic.partitions) == partitions:
+            return
+        assert time.monotonic() < deadline, f"topic {name} not in the metadata after 15 s"
+        time.sleep(0.05)
 
 
-def test_ensure_creates_the_five_topics_with_contract_configs(
+def test_ensure_creates_the_six_topics_with_contract_configs(
     kafka_settings: KafkaSettings,
 ) -> None:
     ensure_topics(kafka_settings)
@@ -65,6 +79,7 @@ def test_ensure_creates_the_five_topics_with_contract_configs(
         topics.pull_requests: (3, "compact", None),
         topics.results: (3, "delete", str(DAY_MS)),
         topics.dlq: (1, "delete", str(7 * DAY_MS)),
+        topics.refusals: (3, "delete", str(7 * DAY_MS)),
     }
     for name, (partitions, policy, retention) in expected.items():
         actual_partitions, configs = read_back(kafka_settings, name)
@@ -81,7 +96,7 @@ def test_ensure_is_idempotent_and_check_accepts_the_result(kafka_settings: Kafka
     checked = check_topics(kafka_settings)
 
     assert [s.name for s in first] == [s.name for s in second] == [s.name for s in checked]
-    assert [s.partitions for s in checked] == [3, 3, 3, 3, 1]
+    assert [s.partitions for s in checked] == [3, 3, 3, 3, 1, 3]
     assert all(s.replication_factor == 1 for s in checked)
 
 
@@ -122,7 +137,7 @@ def test_compact_results_topic_is_refused_but_compact_delete_accepted(
         kafka_settings.bootstrap_servers, topic_prefix=f"t{uuid.uuid4().hex[:12]}.", partitions=3
     )
     create_raw(other, other.topics.results, 3, **{"cleanup.policy": "compact,delete"})
-    assert len(ensure_topics(other)) == 5
+    assert len(ensure_topics(other)) == 6
 
 
 def test_partition_mismatch_between_co_partitioned_topics_is_refused(
@@ -159,7 +174,7 @@ def test_check_reports_missing_topics_and_creates_nothing(kafka_settings: KafkaS
         check_topics(kafka_settings)
 
     assert f"topic {kafka_settings.topics.commands} is missing" in str(refused.value)
-    assert len(refused.value.problems) == 5
+    assert len(refused.value.problems) == 6
     assert all(state is None for state in describe_topics(kafka_settings).values())
 
 
@@ -174,6 +189,7 @@ def test_describe_shows_names_partitions_and_configs(
         ensured_topics.pull_requests,
         ensured_topics.results,
         ensured_topics.dlq,
+        ensured_topics.refusals,
     ]
     pull_requests = states[ensured_topics.pull_requests]
     assert pull_requests is not None
@@ -196,7 +212,7 @@ def test_command_envelope_round_trips_with_the_fixed_headers(
     issued_at = Timestamp()
     issued_at.FromSeconds(1_700_000_000)
     envelope = commands_pb2.CommandEnvelope(
-        command_id=str(uuid.uuid4()),
+        command_id=new_id("pr-42"),
         pull_request_id="pr-42",
         issued_at=issued_at,
         caller="alice",
@@ -205,20 +221,12 @@ def test_command_envelope_round_trips_with_the_fixed_headers(
             pull_request_id="pr-42", title="Better title", changed_by="alice"
         ),
     )
-    headers = [
-        (contract.HEADER_CORRELATION_ID, envelope.command_id),
-        (contract.HEADER_REPLY_TO, ensured_topics.results),
-        (contract.HEADER_MESSAGE_TYPE, contract.TYPE_COMMAND_ENVELOPE),
-    ]
+    sent = codec.command_record(ensured_topics.commands, envelope, reply_to=ensured_topics.results)
 
-    [delivered] = produce(
-        kafka_settings,
-        ensured_topics.commands,
-        [(envelope.pull_request_id, envelope.SerializeToString(), headers)],
-    )
+    [delivered] = produce(kafka_settings, sent.topic, [(sent.key, sent.value or b"", sent.headers)])
     [record] = consume_all(kafka_settings, ensured_topics.commands, expected=1)
 
-    decoded = commands_pb2.CommandEnvelope.FromString(record.value())
+    decoded = codec.decode_command(record.key(), record.value(), record.headers())
     assert decoded == envelope
     assert decoded.WhichOneof("command") == "change_pull_request_title"
     assert record.key() == b"pr-42"

@@ -1,7 +1,8 @@
 """The Go SDK: generate a Go client from protos/ with buf and the pinned Go plugins, check the
 example module is tidy against the Go module proxy, build it, and run it against a real
 gateway through a pull request's life (open, a refused merge with decoded details, approve,
-check, merge, WatchCommand to SUCCEEDED, Get → MERGED).
+check, merge, WatchCommand to SUCCEEDED, Get → MERGED), alternating between two gateways of
+one deployment, so its session interceptors must pass the consistency tokens on (issue 14).
 
 Needs `go` on PATH and the Go module proxy the first time (the plugins are cached in
 ~/.cache/prgate/go-bin, modules in Go's own caches); a missing tool fails the test by name.
@@ -17,9 +18,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.kafka import free_port
 
 from prgate.client import Client, PullRequestStatus
-from tests.e2e.stack import GatewayProcess
+from tests.e2e.stack import GatewayProcess, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "go"
@@ -52,10 +54,21 @@ def copy_module(tmp: Path) -> tuple[Path, Path]:
     return gen, example
 
 
-@pytest.mark.timeout(900)  # the first run installs two plugins and fills Go's build cache
-def test_generated_go_client_drives_a_pull_request(gateway: GatewayProcess, tmp_path: Path) -> None:
-    gen, example = copy_module(tmp_path)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(generated module, example module, example binary), generated and built once."""
+    tmp = tmp_path_factory.mktemp("go-sdk")
+    gen, example = copy_module(tmp)
     run([sys.executable, str(SDK / "generate.py"), "--out", str(gen)], ROOT, timeout=900)
+    run([go(), "build", "-o", str(tmp / "example-bin"), "."], example, timeout=600)
+    return gen, example, tmp / "example-bin"
+
+
+@pytest.mark.timeout(900)  # the first run installs two plugins and fills Go's build cache
+def test_generated_go_client_drives_a_pull_request(
+    gateway: GatewayProcess, stack: Stack, built: tuple[Path, Path, Path]
+) -> None:
+    gen, example, binary = built
     generated = {p.name for p in (gen / "prgate" / "v1").glob("*.go")}
     assert {
         "command_service.pb.go",
@@ -70,14 +83,21 @@ def test_generated_go_client_drives_a_pull_request(gateway: GatewayProcess, tmp_
     # go.mod and go.sum as committed are exactly what `go mod tidy` makes from the proxy.
     run([go(), "mod", "tidy", "-diff"], gen)
     run([go(), "mod", "tidy", "-diff"], example)
-    run([go(), "build", "-o", str(tmp_path / "example-bin"), "."], example, timeout=600)
 
-    done = run([str(tmp_path / "example-bin"), "-target", gateway.target], example, timeout=120)
+    second = stack.gateway(free_port(), "g1")
+    command = [str(binary), "-target", gateway.target]
+    done = run([*command, "-second-target", second.target], example, timeout=120)
     out = done.stdout
+    # grpc-go's healthCheckConfig watched Health/Watch through the gateway's interceptors.
+    assert "connected: health checked (Health/Watch SERVING)\n" in out, out
     assert re.search(r"^opened (pr-\S+) state=COMMAND_STATE_SUCCEEDED version=1$", out, re.M), out
+    # The open's token is kept and goes with the approve through the second gateway.
+    assert f"consistency token kept: true; next calls through {second.target}\n" in out, out
     assert "refused code=FailedPrecondition" in out
     assert re.search(r"^  precondition NOT_APPROVED on pr-\S+: merging needs", out, re.M), out
-    assert re.search(r"^  reason NOT_APPROVED command_id=\w+$", out, re.M), out
+    assert re.search(r"^  reason NOT_APPROVED command_id=[0-9a-f]{32}\.[0-9a-f]{32}$", out, re.M), (
+        out
+    )
     assert "watch COMMAND_STATE_ACCEPTED\nwatch COMMAND_STATE_SUCCEEDED\n" in out
     match = re.search(
         r"^get (pr-\S+) status=PULL_REQUEST_STATUS_MERGED version=5 merged_by=bob$", out, re.M
@@ -89,3 +109,56 @@ def test_generated_go_client_drives_a_pull_request(gateway: GatewayProcess, tmp_
         merged = client.get(match.group(1))
     assert merged.status == PullRequestStatus.PULL_REQUEST_STATUS_MERGED
     assert merged.title == "Add a widget from Go"
+
+
+@pytest.mark.timeout(900)
+def test_go_client_with_the_published_service_config_rides_a_gateway_restart(
+    stack: Stack, built: tuple[Path, Path, Path]
+) -> None:
+    """sdk/service-config.json in grpc-go: the approve call is made while the gateway is down
+    and answered by its restart on the same port (waitForReady, the UNAVAILABLE retry
+    policy), and the call repeated with its idempotency key is the same command: the pull
+    request is approved exactly once."""
+    stack.processor()
+    port = free_port()
+    first = stack.gateway(port)
+    _, example, binary = built
+    config = ROOT / "sdk" / "service-config.json"
+    program = subprocess.Popen(
+        [str(binary), "-target", first.target, "-service-config", str(config), "-restart-pause"],
+        cwd=example,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert program.stdout is not None and program.stdin is not None
+        lines = []
+        for line in program.stdout:
+            lines.append(line)
+            if line == "paused\n":
+                break
+        assert lines[-1:] == ["paused\n"], "".join(lines) + (
+            program.stderr.read() if program.stderr else ""
+        )
+        opened = re.search(r"^opened (pr-\S+) ", "".join(lines), re.M)
+        assert opened, lines
+        first.stop()  # the Go client's connection breaks; the next call finds no gateway
+        program.stdin.write("go\n")
+        program.stdin.flush()
+        stack.gateway(port, name="g1")  # the same address again
+        out, err = program.communicate(timeout=120)
+    finally:
+        program.kill()
+    assert program.returncode == 0, f"{''.join(lines)}{out}\n{err}"
+    approved = re.search(
+        r"^approved state=COMMAND_STATE_SUCCEEDED command_id=(\S+) version=2$", out, re.M
+    )
+    assert approved, out
+    assert f"approved again command_id={approved.group(1)}\n" in out
+    assert "watch COMMAND_STATE_SUCCEEDED\n" in out
+    with Client(f"127.0.0.1:{port}") as client:
+        pr = client.get(opened.group(1))
+    assert [r.reviewer for r in pr.reviews] == ["bob"]
+    assert pr.status == PullRequestStatus.PULL_REQUEST_STATUS_MERGED and pr.version == 5

@@ -1,4 +1,4 @@
-"""prgate.local_kafka without a real broker: tool checks, caching, config, failure paths, CLI.
+"""prgate.kafka.local without a real broker: tool checks, caching, config, failure paths, CLI.
 
 A fake ``java`` (a shell script on a private PATH) stands in for the JVM where the point is how
 the code reacts, not Kafka itself.
@@ -6,24 +6,27 @@ the code reacts, not Kafka itself.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers.kafka import free_port
 
-from prgate import cli
-from prgate.kafka.provision import provision
-from prgate.local_kafka import (
+from prgate.cli import kafka as cli_kafka
+from prgate.cli import main as cli
+from prgate.kafka.local import (
     LocalKafka,
     LocalKafkaError,
     MissingToolError,
     check_tools,
-    random_cluster_id,
 )
+from prgate.kafka.node_config import random_cluster_id
+from prgate.kafka.provision import provision
 
 FAKE_JAVA = """#!/bin/sh
 case "$1" in
@@ -178,8 +181,21 @@ def test_a_broker_that_exits_while_starting_is_reported(
     assert "fake broker: crash" in str(failed.value)
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """``prgate`` sets up the root logger; give the test session its own back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def test_cli_prints_a_clear_error_without_traceback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
 ) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -199,10 +215,10 @@ def test_cli_prints_a_clear_error_without_traceback(
 @pytest.mark.parametrize(
     ("bootstrap", "port"),
     [("127.0.0.1:19092", 19092), ("localhost:9092", 9092), ("kafka:9092", None),
-     ("127.0.0.1:1,127.0.0.1:2", None), ("", None)],
+     ("127.0.0.1:1,127.0.0.1:2", 1), ("127.0.0.1:1,kafka:2", None), ("", None)],
 )  # fmt: skip
 def test_loopback_bootstrap_selects_the_local_port(bootstrap: str, port: int | None) -> None:
-    assert cli.loopback_port(bootstrap) == port
+    assert cli_kafka.loopback_port(bootstrap) == port
 
 
 def test_delegated_subcommand_that_is_missing_fails_cleanly(

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from prgate.kafka_settings import DEFAULT_BOOTSTRAP, KafkaSettings
+from prgate.kafka.settings import DEFAULT_BOOTSTRAP, KafkaSettings
+from prgate.observability.kafka_statistics import KAFKA_STATISTICS, STATISTICS_INTERVAL_MS
+from prgate.observability.logs import KAFKA_CLIENT_LOG
 from prgate.settings import (
+    SettingsError,
     add_arguments,
+    format_properties,
     load,
     parse_properties,
     redacted,
@@ -95,6 +100,106 @@ def test_parse_properties() -> None:
             parse_properties(bad)
 
 
+def test_property_values_may_hold_commas() -> None:
+    assert parse_properties("debug=eos,broker,acks=all") == {"debug": "eos,broker", "acks": "all"}
+    assert parse_properties("debug=eos,broker,protocol") == {"debug": "eos,broker,protocol"}
+    assert parse_properties("a=x\\,y=z,b=1") == {"a": "x,y=z", "b": "1"}
+    assert parse_properties("# a comment\ndebug=eos,broker\nacks=all") == {
+        "debug": "eos,broker",
+        "acks": "all",
+    }
+    properties = {"debug": "eos,broker", "sasl.oauthbearer.config": "scope=a,principal=b"}
+    assert parse_properties(format_properties(properties)) == properties
+    loaded = load(KafkaSettings, None, environ={"PRGATE_KAFKA_PROPERTIES": "debug=eos,broker"})
+    assert loaded.client_config()["debug"] == "eos,broker"
+
+
+def test_kafka_properties_file_under_the_inline_properties(tmp_path: Path) -> None:
+    properties = tmp_path / "client.properties"
+    properties.write_text(
+        "# as kafka-console-consumer --command-config reads it\n"
+        "security.protocol=SASL_SSL\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required \\\n"
+        '    username="ada" password="p";\n'
+        "debug: eos,broker\n"
+        "acks=1\n"
+    )
+    loaded = load(
+        KafkaSettings,
+        None,
+        environ={
+            "PRGATE_KAFKA_PROPERTIES_FILE": str(properties),
+            "PRGATE_KAFKA_PROPERTIES": "acks=all",
+        },
+    )
+    assert loaded.kafka_properties == {
+        "security.protocol": "SASL_SSL",
+        "sasl.jaas.config": "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'username="ada" password="p";',
+        "debug": "eos,broker",
+        "acks": "all",
+    }
+    assert redacted(loaded)["kafka_properties"]["sasl.jaas.config"] == "***"  # holds a password
+    missing = tmp_path / "missing.properties"
+    with pytest.raises(SettingsError, match=f"cannot read --kafka-properties-file {missing}"):
+        load(KafkaSettings, None, environ={"PRGATE_KAFKA_PROPERTIES_FILE": str(missing)})
+
+
+def test_config_file_below_environment_and_flags(tmp_path: Path) -> None:
+    config = tmp_path / "prgate.toml"
+    config.write_text(
+        'name = "from-file"\n'
+        "count = 3\n"
+        "ratio = 2\n"
+        "enabled = true\n"
+        'limit = "9"\n'
+        "not_a_sample_setting = 1\n"
+        "[props]\n"
+        'debug = "eos,broker"\n'
+        "linger_ms = 5\n"
+    )
+    from_file = load(Sample, parse(Sample, "--config", str(config)), environ={})
+    assert from_file == Sample(
+        name="from-file",
+        count=3,
+        ratio=2.0,
+        enabled=True,
+        limit=9,
+        props={"debug": "eos,broker", "linger_ms": "5"},
+    )
+    env = {"PRGATE_CONFIG_FILE": str(config), "PRGATE_T_NAME": "from-env", "PRGATE_T_COUNT": "4"}
+    layered = load(Sample, parse(Sample, "--count", "5"), environ=env)
+    assert (layered.name, layered.count, layered.ratio) == ("from-env", 5, 2.0)
+    assert load(Sample, parse(Sample), environ={}) == Sample()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("count = 1.5\n", "invalid setting count in configuration file .*: expected int"),
+        ('enabled = "maybe"\n', "invalid setting enabled in configuration file .*boolean"),
+        ("props = 1\n", "invalid setting props in configuration file .*table"),
+        ("count = \n", "invalid configuration file .*"),
+    ],
+)
+def test_config_file_errors_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(SystemExit, match=message):
+        load(Sample, None, environ={"PRGATE_CONFIG_FILE": str(config)})
+
+
+def test_a_flag_may_differ_from_the_field_name() -> None:
+    from prgate.cli.pr import ClientSettings
+
+    args = parse(ClientSettings, "--tls-ca-file", "ca.pem")
+    env = {"PRGATE_TLS_CERT_FILE": "server.pem", "PRGATE_CLIENT_TLS_KEY_FILE": "ada.key"}
+    loaded = load(ClientSettings, args, environ=env)
+    assert (loaded.client_tls_ca_file, loaded.client_tls_cert_file) == ("ca.pem", "")
+    assert loaded.client_tls_key_file == "ada.key"
+    assert "| `--tls-ca-file` | `PRGATE_CLIENT_TLS_CA_FILE` |" in reference_table(ClientSettings)
+
+
 def test_repeated_property_flags_merge_and_replace_the_environment() -> None:
     args = parse(
         KafkaSettings,
@@ -118,6 +223,10 @@ def test_client_config_layers_bootstrap_properties_and_overrides() -> None:
     assert kafka.client_config(acks="all") == {
         "bootstrap.servers": "b:1",
         "socket.nagle.disable": True,
+        # librdkafka's logs and statistics through Python (prgate/observability/logs.py, ...).
+        "logger": KAFKA_CLIENT_LOG,
+        "statistics.interval.ms": STATISTICS_INTERVAL_MS,
+        "stats_cb": KAFKA_STATISTICS.record,
         "acks": "all",
         "client.id": "from-props",
     }
@@ -152,3 +261,31 @@ def test_reference_table_lists_every_flag_and_variable() -> None:
         ("--kafka-properties", "PRGATE_KAFKA_PROPERTIES"),
     ):
         assert f"| `{flag}` | `{env}` |" in table
+
+
+@pytest.mark.parametrize("entry", ["gateway.server", "processor.app", "archive.app"])
+def test_every_service_prints_its_help(entry: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`prgate gateway --help` printed a traceback: a help text with a % sign ("+-10%")."""
+    import importlib
+
+    with pytest.raises(SystemExit) as done:
+        importlib.import_module(entry).main(["--help"])
+    assert done.value.code == 0
+    assert "--bootstrap-servers" in capsys.readouterr().out
+
+
+def test_readme_configuration_file_example_loads(tmp_path: Path) -> None:
+    """The README's TOML example, as written, configures a gateway and the Kafka clients."""
+    from gateway.settings import GatewaySettings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("**Configuration file.**", 1)[1].split("```toml\n", 1)[1]
+    config = tmp_path / "prgate.toml"
+    config.write_text(example.split("```", 1)[0])
+    env = {"PRGATE_CONFIG_FILE": str(config)}
+    kafka = load(KafkaSettings, None, environ=env)
+    gateway = load(GatewaySettings, None, environ=env)
+    assert (kafka.bootstrap_servers, kafka.topic_prefix) == ("kafka-1:9092,kafka-2:9092", "prod.")
+    assert kafka.kafka_properties == {"security.protocol": "SASL_SSL", "debug": "eos,broker"}
+    assert (gateway.listen, gateway.required_approvals) == ("0.0.0.0:50051", 2)
+    assert gateway.metrics_listen == "127.0.0.1:9464"

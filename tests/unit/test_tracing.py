@@ -27,24 +27,18 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.command_service import CommandService
 from gateway.settings import GatewaySettings
-from prgate import tracing as prgate_tracing
-from prgate.tracing import Tracing, TracingError
+from prgate.domain import Policy
+from prgate.kafka import codec
+from prgate.kafka.codec import Record, header
+from prgate.kafka.contract import HEADER_CORRELATION_ID, HEADER_TRACEPARENT, Topics
+from prgate.observability import tracing as prgate_tracing
+from prgate.observability.tracing import Tracing, TracingError
 from prgate.v1 import command_service_pb2 as svc
-from prgate.v1 import commands_pb2, results_pb2
-from processor.contract import (
-    HEADER_CORRELATION_ID,
-    HEADER_MESSAGE_TYPE,
-    HEADER_REPLY_TO,
-    HEADER_TRACEPARENT,
-    TYPE_COMMAND_ENVELOPE,
-    Topics,
-)
-from processor.domain import Policy
+from prgate.v1 import commands_pb2
 from processor.handler import CommandHandler
 from processor.observability import ProcessorObservability
-from processor.records import Outgoing, header
 from processor.settings import ProcessorSettings
-from processor.state_store import PartitionStates
+from processor.state_store import MemoryPartition, PartitionStates
 from tests.unit.gateway.aio_bridge import LoopThread, sync_servicer
 from tests.unit.gateway.fakes import FakeResults, FakeView
 
@@ -58,11 +52,11 @@ class InProcessProcessor:
     def __init__(self, results: FakeResults, tracing: Tracing | None) -> None:
         self.results = results
         self.states = PartitionStates()
-        self.states.put_partition(0, {})
+        self.states.put_partition(0, MemoryPartition({}))
         self.handler = CommandHandler(TOPICS, Policy(), tracing=tracing)
         self.observe = ProcessorObservability(None, tracing)
         self.sent: list[tuple[commands_pb2.CommandEnvelope, str | None]] = []
-        self.outgoing: list[Outgoing] = []
+        self.outgoing: list[Record] = []
 
     async def send(
         self,
@@ -73,21 +67,17 @@ class InProcessProcessor:
         traceparent: str | None = None,
     ) -> None:
         self.sent.append((envelope, traceparent))
-        # The headers gateway.producer.CommandProducer writes.
-        headers: list[tuple[str, bytes]] = [
-            (HEADER_CORRELATION_ID, envelope.command_id.encode()),
-            (HEADER_REPLY_TO, reply_to.encode()),
-            (HEADER_MESSAGE_TYPE, TYPE_COMMAND_ENVELOPE.encode()),
-        ]
-        if traceparent:
-            headers.append((HEADER_TRACEPARENT, traceparent.encode()))
+        # The record gateway.producer.CommandProducer writes.
+        sent = codec.command_record(
+            TOPICS.commands, envelope, reply_to=reply_to, traceparent=traceparent
+        )
         record = Message(
-            topic=TOPICS.commands,
+            topic=sent.topic,
             partition=0,
             offset=len(self.sent) - 1,
-            key=envelope.pull_request_id.encode(),
-            value=envelope.SerializeToString(),
-            headers=headers,
+            key=sent.key,
+            value=sent.value,
+            headers=sent.headers,
             timestamp=(TIMESTAMP_CREATE_TIME, int(time.time() * 1000)),
         )
         staged = self.states.begin()
@@ -97,7 +87,7 @@ class InProcessProcessor:
         self.observe.committed([handled], started)
         self.outgoing.extend(handled.outgoing)
         (answer,) = [o for o in handled.outgoing if o.topic == reply_to]
-        result = results_pb2.CommandResult.FromString(answer.value or b"")
+        result = codec.decode_result(answer.value, answer.headers)
         asyncio.get_running_loop().call_soon(self.results.publish, result)
 
 
@@ -180,7 +170,7 @@ def test_processor_span_is_child_of_gateway_span_and_results_carry_it(traced: Tr
     assert code == grpc.StatusCode.OK
     receipt = response.receipt
 
-    (gateway,) = traced.spans("prgate.gateway/OpenPullRequest")
+    (gateway,) = traced.spans("prgate.v1.PullRequestCommandService/OpenPullRequest")
     (command,) = traced.spans("prgate.processor/OpenPullRequest")
     gateway_ctx, command_ctx = gateway.get_span_context(), command.get_span_context()
     assert gateway_ctx is not None and command_ctx is not None
@@ -189,7 +179,12 @@ def test_processor_span_is_child_of_gateway_span_and_results_carry_it(traced: Tr
     assert gateway.parent is None  # the caller sent no traceparent
     assert gateway.kind is SpanKind.SERVER and command.kind is SpanKind.CONSUMER
 
+    # OpenTelemetry's RPC semantic conventions (span name "<service>/<method>", rpc.*).
     assert attributes(gateway) >= {
+        ("rpc.system", "grpc"),
+        ("rpc.service", "prgate.v1.PullRequestCommandService"),
+        ("rpc.method", "OpenPullRequest"),
+        ("rpc.grpc.status_code", 0),
         ("command_id", receipt.command_id),
         ("pull_request_id", receipt.pull_request_id),
         ("outcome", "succeeded"),
@@ -205,7 +200,7 @@ def test_processor_span_is_child_of_gateway_span_and_results_carry_it(traced: Tr
     assert command.end_time is not None and gateway.end_time is not None
     assert command.end_time <= gateway.end_time
 
-    # On the command record: the gateway span's traceparent (DESIGN: header `traceparent`).
+    # On the command record: the gateway span's traceparent (docs/contract.md, `traceparent`).
     ((_envelope, sent_traceparent),) = traced.processor.sent
     assert sent_traceparent == traceparent_of(gateway)
     # On every record the command caused: the processor span's, same trace id.
@@ -230,8 +225,11 @@ def test_processor_rejection_and_gateway_refusal_are_traced(traced: Traced) -> N
         ),
     )
     assert code == grpc.StatusCode.FAILED_PRECONDITION
-    (refused,) = traced.spans("prgate.gateway/ApprovePullRequest")
+    (refused,) = traced.spans("prgate.v1.PullRequestCommandService/ApprovePullRequest")
     assert (refused.attributes or {})["outcome"] == "failed_precondition"
+    assert (refused.attributes or {})[
+        "rpc.grpc.status_code"
+    ] == grpc.StatusCode.FAILED_PRECONDITION.value[0]
     assert refused.status.status_code is not StatusCode.ERROR  # the caller's fault
     assert traced.spans("prgate.processor/ApprovePullRequest") == []
     assert len(traced.processor.sent) == 1
@@ -243,7 +241,7 @@ def test_gateway_span_joins_the_callers_trace() -> None:
         caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         _, code = t.call("OpenPullRequest", open_request(), metadata=(("traceparent", caller),))
         assert code == grpc.StatusCode.OK
-        (gateway,) = t.spans("prgate.gateway/OpenPullRequest")
+        (gateway,) = t.spans("prgate.v1.PullRequestCommandService/OpenPullRequest")
         ctx = gateway.get_span_context()
         assert ctx is not None and f"{ctx.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
         assert gateway.parent is not None and f"{gateway.parent.span_id:016x}" == (
@@ -260,7 +258,7 @@ def test_aborted_transaction_ends_command_spans_in_error() -> None:
     tracing = prgate_tracing.with_exporter(exporter, "proc")
     handler = CommandHandler(TOPICS, Policy(), tracing=tracing)
     states = PartitionStates()
-    states.put_partition(0, {})
+    states.put_partition(0, MemoryPartition({}))
     record = Message(
         topic=TOPICS.commands,
         partition=0,
@@ -301,7 +299,7 @@ def test_tracing_off_imports_no_opentelemetry() -> None:
         import sys
         import gateway.server, gateway.command_service
         import processor.app, processor.loop
-        from prgate import tracing
+        from prgate.observability import tracing
         from processor.observability import ProcessorObservability
         from processor.settings import ProcessorSettings
         assert tracing.setup("off", "x") is None

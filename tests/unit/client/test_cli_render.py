@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import grpc
 
-from prgate import cli_pr, cli_render
+from prgate.cli import pr as cli_pr
+from prgate.cli import render as cli_render
 from prgate.client import errors
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1 import events_pb2, outcome_pb2, pull_request_pb2, results_pb2
@@ -92,3 +94,57 @@ def test_exit_codes_by_error_family() -> None:
     for unanswered in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"):
         assert code_of(grpc.StatusCode[unanswered]) == 3
     assert code_of(grpc.StatusCode.PERMISSION_DENIED) == 1
+
+
+# Data written before the gateway refused them (or by a gateway that is not ours): a Trojan
+# Source title, an ANSI escape sequence, an invisible tag character, a line break.
+HOSTILE = "Fix \u202eexe.txt\u202c \x1b[2J\U000e0041 two\nlines"
+
+
+def no_raw_unprintable(text: str, allowed: str = "") -> None:
+    for character in text:
+        assert character.isprintable() or character in allowed, repr(character)
+
+
+def test_tables_and_lines_escape_what_a_terminal_would_not_show() -> None:
+    pr = pull_request_pb2.PullRequest(
+        pull_request_id="pr-1",
+        repository="ACME/Widgets",
+        title=HOSTILE,
+        description=HOSTILE,
+        author="ada\u200b",
+        source_branch="f\u2066x",
+        target_branch="main",
+        status=1,
+        version=2,
+    )
+    pr.reviews.add(reviewer="bob\u202e")
+    pr.checks.add(check_name="ci\x07", conclusion=1)
+    for text in (
+        cli_render.pull_request_table(pr),
+        cli_render.table(cli_render.LIST_HEADER, [cli_render.list_row(pr)]),
+        cli_render.version_line(pr),
+    ):
+        no_raw_unprintable(text, allowed="\n")
+        assert "\\u202e" in text
+    table = cli_render.pull_request_table(pr)
+    assert "title         Fix \\u202eexe.txt\\u202c \\x1b[2J\\U000e0041 two\\nlines" in table
+    assert "reviews       bob\\u202e" in table and "checks        ci\\x07:SUCCESS" in table
+    assert len(table.splitlines()) == 12  # the line break in the title made no new line
+
+
+def test_event_lines_json_and_errors_escape_too() -> None:
+    event = events_pb2.EventEnvelope(pull_request_id="pr-1", version=2, command_id="c9")
+    event.pull_request_title_changed.new_title = HOSTILE
+    no_raw_unprintable(cli_render.event_line(event))
+    assert "\\u202e" in cli_render.event_line(event)
+    as_json = cli_render.to_json(event)
+    no_raw_unprintable(as_json)
+    assert json.loads(as_json)["pullRequestTitleChanged"]["newTitle"] == HOSTILE
+    error = cli_render.error_text("FAILED_PRECONDITION: x\n  precondition X on bob\u202e: y")
+    assert error.splitlines()[1] == "  precondition X on bob\\u202e: y"
+
+
+def test_joiners_and_ordinary_text_are_printed_as_they_are() -> None:
+    for text in ("👩\u200d💻 dev tooling", "Zoë O'Brien", "修复解析器", "tab-free text"):
+        assert cli_render.printable(text) == text

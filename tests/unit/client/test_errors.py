@@ -212,7 +212,7 @@ def test_rejected_result_becomes_the_exception_of_its_kind() -> None:
         ],
     )
     error = errors.error_from_result(result)
-    # DESIGN.md's order: a version conflict is more fundamental than a failed precondition.
+    # docs/contract.md's order: a version conflict is more fundamental than a failed precondition.
     assert isinstance(error, errors.Aborted)
     assert error.message == "expected version 3, is 4"
     assert error.reason == "VERSION_MISMATCH" and error.command_id == "c1"

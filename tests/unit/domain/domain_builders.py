@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from google.protobuf.message import Message
 
+from prgate.domain import DEFAULT_POLICY, Accepted, Policy, Rejected, decide, evolve
 from prgate.v1 import commands_pb2, events_pb2, pull_request_pb2
-from processor.domain import DEFAULT_POLICY, Accepted, Policy, Rejected, decide, evolve
 
 NOW = datetime(2024, 5, 1, 12, 30, 15, 250_000, tzinfo=UTC)
 PR = "pr-1"

@@ -7,8 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from prgate.v1 import outcome_pb2
-from processor.domain import (
+from prgate.domain import (
     EVENT_ID_NAMESPACE,
     Accepted,
     Rejected,
@@ -18,7 +17,8 @@ from processor.domain import (
     exists,
     pull_request_id_of,
 )
-from processor.domain.decide import MAX_VERSION
+from prgate.domain.decide import MAX_VERSION
+from prgate.v1 import outcome_pb2
 from tests.unit.domain.domain_builders import (
     NOW,
     PR,

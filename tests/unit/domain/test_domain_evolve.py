@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from prgate.domain import Accepted, Policy, decide, evolve, find_processed, fold, remember
 from prgate.v1 import events_pb2, outcome_pb2, pull_request_pb2
-from processor.domain import Accepted, Policy, decide, evolve, find_processed, fold, remember
 from tests.unit.domain.domain_builders import (
     NOW,
     PR,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from prgate.domain import DEFAULT_POLICY, Policy, Rejected, decide, reasons, validate_fields
 from prgate.v1 import commands_pb2, outcome_pb2
-from processor.domain import DEFAULT_POLICY, Policy, Rejected, decide, reasons, validate_fields
 from tests.unit.domain.domain_builders import (
     NOW,
     approve_cmd,

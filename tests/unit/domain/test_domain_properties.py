@@ -13,8 +13,7 @@ from datetime import UTC, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prgate.v1 import commands_pb2, events_pb2, outcome_pb2, pull_request_pb2
-from processor.domain import (
+from prgate.domain import (
     ALLOWED_TRANSITIONS,
     Accepted,
     Policy,
@@ -26,6 +25,7 @@ from processor.domain import (
     pull_request_id_of,
     reasons,
 )
+from prgate.v1 import commands_pb2, events_pb2, outcome_pb2, pull_request_pb2
 from tests.unit.domain.domain_builders import (
     CLOSED,
     MERGED,

@@ -1,6 +1,6 @@
-"""processor/domain stays pure: no I/O, network, concurrency, clock or randomness.
+"""prgate/domain stays pure: no I/O, network, concurrency, clock or randomness.
 
-Walks the AST of every module under processor/domain, so an import hidden in a function body
+Walks the AST of every module under prgate/domain, so an import hidden in a function body
 is caught too; a second test imports the package in a fresh interpreter and checks that neither
 grpc nor confluent_kafka got loaded along the way.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import processor.domain
+import prgate.domain
 
-DOMAIN = Path(processor.domain.__file__).parent
+DOMAIN = Path(prgate.domain.__file__).parent
 
 FORBIDDEN_MODULES = frozenset(
     {
@@ -105,7 +105,7 @@ def domain_modules() -> list[Path]:
 
 def test_the_walk_sees_every_domain_module():
     names = {path.name for path in domain_modules()}
-    assert {"__init__.py", "decide.py", "evolve.py", "fields.py", "rules.py"} <= names
+    assert {"__init__.py", "apply.py", "decide.py", "evolve.py", "fields.py", "rules.py"} <= names
 
 
 @pytest.mark.parametrize("path", domain_modules(), ids=lambda p: p.name)
@@ -137,7 +137,7 @@ def test_the_checker_catches_impurities(source):
 
 def test_importing_the_domain_loads_neither_grpc_nor_kafka():
     probe = (
-        "import sys, processor.domain\n"
+        "import sys, prgate.domain\n"
         "print(sorted(m for m in sys.modules "
         "if m.split('.')[0] in ('grpc', 'confluent_kafka', 'asyncio', 'requests')))"
     )

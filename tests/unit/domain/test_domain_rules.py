@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from prgate.domain import Accepted, Policy, decide, event_id
 from prgate.v1 import events_pb2, outcome_pb2, pull_request_pb2
-from processor.domain import Accepted, Policy, decide, event_id
 from tests.unit.domain.domain_builders import (
     AUTHOR,
     CLOSED,

@@ -15,7 +15,7 @@ from gateway.command_service import CommandService
 from gateway.errors import details_of
 from gateway.query_service import QueryService
 from gateway.settings import GatewaySettings
-from prgate.v1 import command_service_pb2, query_service_pb2
+from prgate.v1 import command_service_pb2, commands_pb2, query_service_pb2
 from tests.unit.gateway.aio_bridge import LoopThread, sync_servicer
 from tests.unit.gateway.fakes import FakeProcessor, FakeResults, FakeSender, FakeView
 
@@ -49,6 +49,7 @@ class Harness:
     results: FakeResults
     sender: FakeSender
     processor: FakeProcessor
+    commands: CommandService | None = None
 
     def call(
         self, method: str, request: Any, *, timeout: float = 5.0, metadata: Any = ()
@@ -87,7 +88,7 @@ def make_harness(**overrides: Any) -> Harness:
                 results=results,
                 view=view,
             ),
-            QueryService(view),
+            QueryService(view, settings),
         )
 
     commands, queries = loop.call(build)
@@ -98,7 +99,7 @@ def make_harness(**overrides: Any) -> Harness:
         },
         grpc_testing.strict_real_time(),
     )
-    return Harness(loop, server, view, results, sender, processor)
+    return Harness(loop, server, view, results, sender, processor, commands)
 
 
 @pytest.fixture
@@ -106,3 +107,24 @@ def harness() -> Iterator[Harness]:
     h = make_harness()
     yield h
     h.loop.close()
+
+
+def open_request(**options: object) -> command_service_pb2.OpenPullRequestRequest:
+    return command_service_pb2.OpenPullRequestRequest(
+        command=commands_pb2.OpenPullRequest(
+            repository="acme/widgets",
+            title="Add a widget",
+            description="",
+            author="ada",
+            source_branch="feature/widget",
+            target_branch="main",
+        ),
+        options=command_service_pb2.CommandOptions(**options),  # type: ignore[arg-type]
+    )
+
+
+def open_pr(h: Harness) -> str:
+    outcome = h.call("OpenPullRequest", open_request())
+    assert outcome.code == grpc.StatusCode.OK, outcome.message
+    pull_request_id: str = outcome.response.receipt.pull_request_id
+    return pull_request_id

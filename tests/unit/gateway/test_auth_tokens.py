@@ -148,7 +148,7 @@ def test_bad_reload_keeps_previous_tokens_and_logs_no_token(
     write(path, {"principal": "ada", "token": ADA})
     store = TokenStore(path, clock=clock)
     path.write_text(document({"principal": "ops", "token": OPS, "roles": ["root"]}))
-    with caplog.at_level(logging.INFO, logger="prgate.gateway.auth"):
+    with caplog.at_level(logging.INFO, logger="gateway.auth_tokens"):
         clock.now += 2
         assert store.authenticate(ADA) == Principal("ada"), "kept after a bad reload"
         assert store.authenticate(OPS) is None
@@ -171,6 +171,6 @@ def test_group_readable_file_is_warned_about(
     path = tmp_path / "tokens.json"
     write(path, {"principal": "ada", "token": ADA})
     path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="prgate.gateway.auth"):
+    with caplog.at_level(logging.WARNING, logger="gateway.auth_tokens"):
         TokenStore(path)
     assert "auth_token_file_permissions" in caplog.text

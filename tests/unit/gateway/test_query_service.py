@@ -119,7 +119,7 @@ def test_every_watcher_gets_each_version_without_processing_metadata(harness: Ha
 
 
 def test_watch_responses_keep_only_the_newest_version_of_watched_ids() -> None:
-    responses = WatchResponses()
+    responses = WatchResponses(lambda entity: f"token-{entity.version}")
     one, two = entity("pr-r"), entity("pr-r")
     two.version = 2
     assert responses.response(one) is not responses.response(one)  # nobody watches: no cache

@@ -5,45 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from gateway.read_model import ReadModel, _Record
-from prgate.kafka_settings import KafkaSettings
-from prgate.v1.events_pb2 import EventEnvelope, PullRequestOpened, PullRequestTitleChanged
+from prgate.kafka.settings import KafkaSettings
 from prgate.v1.outcome_pb2 import COMMAND_STATE_REJECTED, COMMAND_STATE_SUCCEEDED
 from prgate.v1.pull_request_pb2 import PullRequest
 from prgate.v1.results_pb2 import CommandResult
-
-PR = "pr-1"
-
-
-def opened(version: int = 1) -> EventEnvelope:
-    return EventEnvelope(
-        event_id=f"e{version}",
-        pull_request_id=PR,
-        version=version,
-        command_id="c-open",
-        pull_request_opened=PullRequestOpened(
-            repository="octo/a", title="First", author="alice", target_branch="main"
-        ),
-    )
-
-
-def retitled(version: int, title: str) -> EventEnvelope:
-    return EventEnvelope(
-        event_id=f"e{version}",
-        pull_request_id=PR,
-        version=version,
-        command_id=f"c{version}",
-        pull_request_title_changed=PullRequestTitleChanged(new_title=title, changed_by="bob"),
-    )
-
-
-def succeeded(*events: EventEnvelope) -> CommandResult:
-    return CommandResult(
-        command_id=events[0].command_id,
-        pull_request_id=PR,
-        state=COMMAND_STATE_SUCCEEDED,
-        version=events[-1].version,
-        events=list(events),
-    )
+from tests.contracts.pull_request_view import PR, opened, retitled, succeeded
 
 
 def snapshot(version: int, title: str = "T") -> _Record:
@@ -86,9 +52,13 @@ def test_apply_result_folds_continuing_events_and_notifies() -> None:
         created = rm.get(PR)
         assert created is not None
         assert (created.version, created.title, created.repository) == (1, "First", "octo/a")
+        assert await rm.wait_for_version(PR, 1, timeout=0.0) is True  # held: no wait
         waiting = asyncio.ensure_future(rm.wait_for_version(PR, 3, timeout=2.0))
         rm.apply_result(succeeded(retitled(2, "Second"), retitled(3, "Third")))
         assert await waiting is True
+        assert await rm.wait_for_version(PR, 4, timeout=0.01) is False
+        # Only the last call waited (the task above started after the result was folded).
+        assert (rm.stats()["version_waits"], rm.stats()["version_waits_timed_out"]) == (1, 1)
         assert rm.get(PR).title == "Third"  # type: ignore[union-attr]
         versions = [(await anext(watcher)).version for _ in range(2)]
         assert versions == [1, 3]
@@ -144,9 +114,9 @@ def test_list_and_subscribe_go_through_the_model() -> None:
     async def main() -> None:
         rm = model()
         rm._apply_records([snapshot(1)])
-        page, token = rm.list(page_size=10)
+        page = rm.list(limit=10)
         assert [p.pull_request_id for p in page] == [PR]
-        assert token == ""
+        assert rm.list(after=PR) == []
         sub = rm.subscribe(PR)
         assert rm.stats()["watchers"] == 1
         assert (await anext(sub)).version == 1

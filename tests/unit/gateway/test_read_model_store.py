@@ -1,15 +1,14 @@
-"""PullRequestStore: ordering, filters and opaque page tokens of ListPullRequests."""
+"""PullRequestStore: ordering, filters and the cursor (``after``) under ListPullRequests.
+
+Pages, their byte bound and their signed tokens are the query service's
+(test_query_service.py, test_page_tokens.py).
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.read_model_store import (
-    MAX_PAGE_SIZE,
-    PullRequestStore,
-    decode_page_token,
-    encode_page_token,
-)
+from gateway.read_model_store import PullRequestStore
 from prgate.v1.pull_request_pb2 import (
     PULL_REQUEST_STATUS_MERGED,
     PULL_REQUEST_STATUS_OPEN,
@@ -38,87 +37,95 @@ def ids(page: list[PullRequest]) -> list[str]:
     return [p.pull_request_id for p in page]
 
 
-def test_pages_walk_every_entity_in_id_order_exactly_once() -> None:
-    store = filled()
-    seen: list[str] = []
-    token = ""
-    pages = 0
+def walk(store: PullRequestStore, limit: int, **filters: object) -> list[list[str]]:
+    """Every page of ``limit``, each continuing after the last id of the one before."""
+    pages: list[list[str]] = []
+    after = ""
     while True:
-        page, token = store.list(page_size=3, page_token=token)
-        seen += ids(page)
-        pages += 1
-        if not token:
-            break
-    assert seen == [f"pr-{i}" for i in range(10)]
-    assert pages == 4
+        page = ids(store.list(after=after, limit=limit, **filters))  # type: ignore[arg-type]
+        if not page:
+            return pages
+        pages.append(page)
+        after = page[-1]
 
 
-def test_exact_multiple_of_page_size_has_no_empty_trailing_page() -> None:
+def test_pages_walk_every_entity_in_id_order_exactly_once() -> None:
+    pages = walk(filled(), 3)
+    assert [pid for page in pages for pid in page] == [f"pr-{i}" for i in range(10)]
+    assert len(pages) == 4
+
+
+def test_after_the_last_id_there_is_nothing() -> None:
     store = filled()
-    page, token = store.list(page_size=5)
-    page2, token2 = store.list(page_size=5, page_token=token)
+    page = ids(store.list(limit=5))
+    page2 = ids(store.list(after=page[-1], limit=5))
     assert len(page) == len(page2) == 5
-    assert token2 == ""
+    assert store.list(after=page2[-1], limit=5) == []
+    # "after" need not be a stored id: the listing goes on from where it would sort.
+    assert ids(store.list(after="pr-45", limit=2)) == ["pr-5", "pr-6"]
 
 
 def test_filters_by_repository_and_status_across_pages() -> None:
     store = filled()
-    page, token = store.list(repository="octo/a", page_size=2)
-    assert ids(page) == ["pr-0", "pr-2"]
-    page, token = store.list(repository="octo/a", page_size=2, page_token=token)
-    assert ids(page) == ["pr-4", "pr-6"]
-    page, token = store.list(repository="octo/a", page_size=2, page_token=token)
-    assert ids(page) == ["pr-8"]
-    assert token == ""
-    merged, _ = store.list(status=PULL_REQUEST_STATUS_MERGED)
+    assert walk(store, 2, repository="octo/a") == [["pr-0", "pr-2"], ["pr-4", "pr-6"], ["pr-8"]]
+    merged = store.list(status=PULL_REQUEST_STATUS_MERGED)
     assert ids(merged) == ["pr-0", "pr-3", "pr-6", "pr-9"]
-    both, _ = store.list(repository="octo/b", status=PULL_REQUEST_STATUS_MERGED)
+    both = store.list(repository="octo/b", status=PULL_REQUEST_STATUS_MERGED)
     assert ids(both) == ["pr-3", "pr-9"]
 
 
-def test_token_survives_removal_of_the_last_listed_entity() -> None:
+def test_repositories_match_whatever_their_case() -> None:
+    # Snapshots written before repositories were stored in lower case keep what they had.
+    store = PullRequestStore()
+    store.put(pr("pr-1", "ACME/Widgets"))
+    store.put(pr("pr-2", "acme/widgets"))
+    store.put(pr("pr-3", "acme/gadgets"))
+    for spelling in ("acme/widgets", "ACME/WIDGETS", "Acme/Widgets"):
+        assert ids(store.list(repository=spelling)) == ["pr-1", "pr-2"]
+
+
+def test_the_cursor_survives_removal_of_the_last_listed_entity() -> None:
     store = filled()
-    page, token = store.list(page_size=2)
+    page = ids(store.list(limit=2))
     assert store.remove("pr-1")
     assert not store.remove("pr-1")
-    page, _ = store.list(page_size=2, page_token=token)
-    assert ids(page) == ["pr-2", "pr-3"]
+    assert ids(store.list(after=page[-1], limit=2)) == ["pr-2", "pr-3"]
 
 
 def test_put_replaces_without_duplicating_the_id() -> None:
     store = PullRequestStore()
     store.put(pr("x"))
     store.put(PullRequest(pull_request_id="x", version=2))
-    page, _ = store.list()
+    page = store.list()
     assert len(store) == 1
     assert [p.version for p in page] == [2]
 
 
-def test_page_size_zero_means_default_and_large_is_capped() -> None:
+def test_the_limit_bounds_a_listing_and_a_negative_one_is_refused() -> None:
     store = PullRequestStore()
-    for i in range(MAX_PAGE_SIZE + 5):
+    for i in range(1005):
         store.put(pr(f"pr-{i:05d}"))
-    default, _ = store.list(page_size=0)
-    capped, token = store.list(page_size=10 * MAX_PAGE_SIZE)
-    assert len(default) == 100
-    assert len(capped) == MAX_PAGE_SIZE
-    assert token
+    assert len(store.list()) == 100
+    assert len(store.list(limit=1001)) == 1001
+    assert store.list(limit=0) == []
     with pytest.raises(ValueError):
-        store.list(page_size=-1)
+        store.list(limit=-1)
 
 
-def test_token_is_opaque_and_round_trips_unicode_ids() -> None:
-    token = encode_page_token("pr-ü/1")
-    assert "pr-" not in token
-    assert decode_page_token(token) == "pr-ü/1"
+def test_unicode_ids_sort_and_continue_by_code_point() -> None:
+    store = PullRequestStore()
+    for pid in ("pr-z", "pr-ü/1", "pr-a"):
+        store.put(pr(pid))
+    assert ids(store.list()) == ["pr-a", "pr-z", "pr-ü/1"]
+    assert ids(store.list(after="pr-z")) == ["pr-ü/1"]
 
 
-@pytest.mark.parametrize(
-    "token", ["!!!", "pr-1", encode_page_token("x")[:-1] + "*", "cHItMQ", "\u00e9"]
-)
-def test_malformed_tokens_are_value_errors(token: str) -> None:
-    with pytest.raises(ValueError):
-        filled().list(page_token=token)
+@pytest.mark.parametrize("after", ["", "pr-", "pr-9", "pr-99", "\U0010ffff"])
+def test_any_cursor_is_a_position(after: str) -> None:
+    # Whatever the cursor (the query service only hands out ids it read), the listing is the
+    # ids that sort after it.
+    expected = [f"pr-{i}" for i in range(10) if f"pr-{i}" > after]
+    assert ids(filled().list(after=after)) == expected
 
 
 @pytest.mark.parametrize("batch", [1, 64, 65, 1000])
@@ -135,12 +142,6 @@ def test_ids_added_in_bulk_between_listings_stay_in_order(batch: int) -> None:
         removed = sorted(expected)[len(expected) // 2]
         assert store.remove(removed)
         expected.discard(removed)
-        listed: list[str] = []
-        token = ""
-        while True:
-            page, token = store.list(page_size=MAX_PAGE_SIZE, page_token=token)
-            listed += [p.pull_request_id for p in page]
-            if not token:
-                break
+        listed = [pid for page in walk(store, 1000) for pid in page]
         assert listed == sorted(expected)
         assert len(store) == len(expected)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from gateway.reply_router import ReplyRouter, TooManyWaiting, Waiter, _Garbage
-from prgate.kafka_settings import KafkaSettings
+from prgate.kafka.settings import KafkaSettings
 from prgate.v1.outcome_pb2 import COMMAND_STATE_REJECTED, COMMAND_STATE_SUCCEEDED
 from prgate.v1.results_pb2 import CommandResult
 
@@ -48,9 +47,7 @@ def test_result_that_arrived_before_anybody_waited_is_returned_at_once() -> None
         r._apply([result("early", COMMAND_STATE_REJECTED)])
         assert r.lookup("early") is not None
         async with r.waiting("early") as waiter:
-            started = time.monotonic()
-            got = await waiter.result(5.0)
-            assert time.monotonic() - started < 0.5
+            got = await waiter.result(0.0)  # "at once": no time to wait at all
         assert got is not None
         assert got.state == COMMAND_STATE_REJECTED
 

@@ -17,7 +17,7 @@ import processor.app
 from gateway.auth import AuthInterceptor, caller_of
 from gateway.security import SecurityConfigError, build_security, server_credentials
 from gateway.settings import GatewaySettings
-from processor.topics import TopicContractError
+from prgate.kafka.topic_checks import TopicContractError
 
 SECRETS = {
     "sasl.password": "sasl-pw-SECRET-1",
@@ -105,7 +105,7 @@ def test_token_file_turns_on_the_interceptor_and_the_caller(
 def test_gateway_startup_log_hides_kafka_secrets(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:
-    async def no_serve(*args: object) -> None:
+    async def no_serve(*args: object, **kwargs: object) -> None:
         return None
 
     monkeypatch.setenv("PRGATE_KAFKA_PROPERTIES", KAFKA_PROPERTIES)
@@ -130,7 +130,7 @@ def test_processor_startup_log_hides_kafka_secrets(
     monkeypatch.setattr(processor.app, "check_topics", refuse)
     assert processor.app.main([]) == processor.app.EXIT_CONFIG
     logged = capsys.readouterr().err
-    (line,) = [entry for entry in logged.splitlines() if "event=settings" in entry]
+    (line,) = [entry for entry in logged.splitlines() if '"event": "settings"' in entry]
     assert "SASL_SSL" in line and "prgate-svc" in line
     for secret in SECRETS.values():
         assert secret not in logged

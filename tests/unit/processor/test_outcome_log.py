@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from prgate.observability import logs
 from processor.handler import Handled, Outcome
 from processor.observability import ProcessorObservability
 
@@ -19,13 +20,18 @@ def test_one_line_per_committed_command_with_its_ids(caplog: pytest.LogCaptureFi
         ),
         Handled(Outcome.DEAD_LETTER, [], "", command_id="c2"),
     ]
-    with caplog.at_level(logging.INFO, logger="processor.outcomes"):
+    with caplog.at_level(logging.INFO, logger="processor.observability"):
         observe.committed(handled, time.monotonic())
         observe.aborted(handled, "boom")  # an aborted batch has no outcome yet
-    lines = [r.getMessage() for r in caplog.records if r.name == "processor.outcomes"]
-    assert lines == [
-        "event=command_outcome command=MergePullRequest outcome=succeeded command_id=c1"
-        " pull_request_id=p1 events=2",
-        "event=command_outcome command=- outcome=dead_letter command_id=c2"
-        " pull_request_id=- events=0",
+    lines = [logs.event_fields(r) for r in caplog.records if r.name == "processor.observability"]
+    fields = ("event", "command", "outcome", "command_id", "pull_request_id", "events")
+    assert [{k: line[k] for k in fields} for line in lines] == [
+        dict(
+            zip(
+                fields,
+                ["command_outcome", "MergePullRequest", "succeeded", "c1", "p1", 2],
+                strict=True,
+            )
+        ),
+        dict(zip(fields, ["command_outcome", "", "dead_letter", "c2", "", 0], strict=True)),
     ]

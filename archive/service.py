@@ -1,0 +1,275 @@
+"""The archive's consumer-group member: four topics in, four Delta tables out, exactly once.
+
+Positions come from the tables, never from the group's committed offsets: on assignment each
+new partition's next offset is read from its table's app transaction and the consumer is
+assigned there (the beginning when the table has none). Records are buffered per table and
+written as one commit when a table holds ``flush_max_records`` records or its oldest record has
+waited ``flush_interval_ms``, on revocation (the partitions are still ours) and at a clean stop.
+A lost partition (session timeout) is forgotten without writing; the sink's compare-and-set
+would refuse it anyway. After a table commit the Kafka offsets are committed asynchronously,
+only so that lag tools show the archive's progress.
+
+Reading is read_committed: aborted transactions of the processor and the gateway's
+transactional outputs never reach the tables, and offset gaps (control records) are skipped
+again on a re-read from the table's offset.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from deltalake.exceptions import DeltaError
+
+from archive.decode import Consumed, TableCodec, table_codecs, to_arrow
+from archive.observability import ArchiveMetrics
+from archive.settings import ArchiveSettings
+from archive.sink import DeltaSink
+from prgate.observability import logs
+
+log = logging.getLogger(__name__)
+
+CONSUME_BATCH = 2000
+CONSUME_TIMEOUT_S = 0.1  # bounds how long a stop request or a due flush waits
+
+
+@dataclass
+class TableBuffer:
+    """Records of one topic waiting for their commit, and when the oldest arrived."""
+
+    by_partition: dict[int, list[Consumed]] = field(default_factory=lambda: defaultdict(list))
+    count: int = 0
+    oldest: float | None = None
+
+    def add(self, record: Consumed, now: float) -> None:
+        self.by_partition[record.partition].append(record)
+        self.count += 1
+        if self.oldest is None:
+            self.oldest = now
+
+    def drop(self, partition: int) -> None:
+        self.count -= len(self.by_partition.pop(partition, []))
+        if self.count == 0:
+            self.oldest = None
+
+    def take(self) -> dict[int, list[Consumed]]:
+        taken = {p: rs for p, rs in self.by_partition.items() if rs}
+        self.by_partition = defaultdict(list)
+        self.count, self.oldest = 0, None
+        return taken
+
+
+class Archiver:
+    """One member of the archive group; :meth:`run` until ``stop`` is set or a fatal error."""
+
+    def __init__(
+        self,
+        settings: ArchiveSettings,
+        *,
+        stop: threading.Event,
+        metrics: ArchiveMetrics | None = None,
+    ) -> None:
+        self._settings = settings
+        self._repeats = logs.Repeats()  # of kafka_error lines
+        self._stop = stop
+        self._metrics = metrics or ArchiveMetrics()
+        self._tables: dict[str, TableCodec] = table_codecs(settings.topics)
+        root = settings.root_path
+        self._sinks = {
+            topic: DeltaSink(root / table.spec.name, table.spec, topic)
+            for topic, table in self._tables.items()
+        }
+        self._buffers = {topic: TableBuffer() for topic in self._tables}
+        # Warm-up: pyarrow imports pandas on its first conversion of Python values (about a
+        # second of CPU here); pay it now, not inside the first flush after an assignment.
+        for table in self._tables.values():
+            to_arrow(table, [], archived_at_us=0)
+        # (topic, partition) -> next offset this member accepts; absent: not ours.
+        self._positions: dict[tuple[str, int], int] = {}
+        self._failure: str | None = None
+        self._max_age_s = settings.flush_interval_ms / 1000
+        self._consumer = Consumer(settings.consumer_config(self._on_error))
+
+    # -- rebalance callbacks (run inside consume(); they must not raise) ----------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            by_topic: dict[str, list[int]] = defaultdict(list)
+            for tp in partitions:
+                by_topic[tp.topic].append(tp.partition)
+            start: list[TopicPartition] = []
+            for topic, numbers in by_topic.items():
+                for partition, offset in self._sinks[topic].assign(numbers).items():
+                    self._positions[(topic, partition)] = offset or 0
+                    begin = OFFSET_BEGINNING if offset is None else offset
+                    start.append(TopicPartition(topic, partition, begin))
+            consumer.incremental_assign(start)
+            log.info(
+                "archive_assigned",
+                extra={"partitions": [f"{tp.topic}/{tp.partition}@{tp.offset}" for tp in start]},
+            )
+        except Exception as exc:  # raising here would leave the assignment half-done
+            log.exception("archive_assign_failed")
+            self._failure = f"assignment failed: {exc}"
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._buffers[tp.topic].drop(tp.partition)
+            self._positions.pop((tp.topic, tp.partition), None)
+            self._sinks[tp.topic].revoke([tp.partition])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            self.flush_all("revoke")  # still ours: fewer re-reads for the next owner
+        except Exception as exc:
+            log.exception("archive_flush_failed", extra={"reason": "revoke"})
+            self._failure = f"flush on revocation failed: {exc}"
+        self._forget(partitions)  # the binding unassigns them after this callback
+        log.info("archive_revoked", extra={"partitions": _names(partitions)})
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)  # not ours any more: never write them
+        log.warning("archive_lost", extra={"partitions": _names(partitions)})
+
+    def _on_error(self, error: KafkaError) -> None:
+        fields = {"code": error.name(), "error": error.str()}
+        if error.fatal():
+            self._failure = f"fatal Kafka error: {error}"
+            log.error("kafka_error", extra=fields)
+        else:  # repeats for as long as the broker is away: bounded
+            logs.log_repeating(
+                log, self._repeats, logging.WARNING, "kafka_error", fields,
+                error.name(), logs.masked(error.str()),
+            )  # fmt: skip
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Archive until stopped (exit code 0) or a fatal error (1; a restart resumes)."""
+        self._consumer.subscribe(
+            list(self._tables),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        code = 0
+        try:
+            while not self._stop.is_set() and self._failure is None:
+                messages = self._consumer.consume(CONSUME_BATCH, CONSUME_TIMEOUT_S)
+                self._take(messages, time.monotonic())
+                self._flush_due(time.monotonic())
+            if self._failure is None:
+                self.flush_all("stop")
+        except (KafkaException, DeltaError, OSError, RuntimeError) as exc:
+            self._failure = str(exc)
+            log.exception("archive_failed")
+        finally:
+            if self._failure is not None:
+                log.error("archive_stopped", extra={"reason": self._failure.replace(" ", "_")})
+                code = 1
+            self._consumer.close()
+        return code
+
+    def _take(self, messages: list[Message], now: float) -> None:
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume_error", extra={"error": error})
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic is None or partition is None or offset is None:
+                continue
+            expected = self._positions.get((topic, partition))
+            if expected is None or offset < expected:
+                continue  # not ours (any more), or archived already (fetched before a seek)
+            self._positions[(topic, partition)] = offset + 1
+            _, timestamp_ms = message.timestamp()
+            self._buffers[topic].add(
+                Consumed(
+                    topic,
+                    partition,
+                    offset,
+                    timestamp_ms,
+                    message.key(),
+                    message.value(),
+                    message.headers(),
+                ),
+                now,
+            )
+
+    def _flush_due(self, now: float) -> None:
+        for topic, buffer in self._buffers.items():
+            if buffer.count >= self._settings.flush_max_records:
+                self.flush(topic, "size")
+            elif buffer.oldest is not None and now - buffer.oldest >= self._max_age_s:
+                self.flush(topic, "age")
+
+    def flush_all(self, reason: str) -> None:
+        for topic in self._buffers:
+            self.flush(topic, reason)
+
+    def flush(self, topic: str, reason: str) -> None:
+        """Write the topic's buffered records as one commit; follow the table where we lost."""
+        parts = self._buffers[topic].take()
+        if not parts:
+            return
+        table = self._tables[topic]
+        started = time.perf_counter()
+        records = [r for rs in parts.values() for r in rs]
+        rows = to_arrow(table, records, archived_at_us=time.time_ns() // 1000)
+        next_offsets = {p: rs[-1].offset + 1 for p, rs in parts.items()}
+        result = self._sinks[topic].flush(rows, next_offsets)
+        seconds = time.perf_counter() - started
+        self._metrics.flushed(table.spec.name, result.rows, rows, seconds, len(result.lost))
+        for partition, offset in result.lost.items():
+            self._follow(topic, partition, offset)
+        kept = [
+            TopicPartition(topic, p, o) for p, o in next_offsets.items() if p not in result.lost
+        ]
+        if kept:
+            try:  # for lag tools only; the table is the truth
+                self._consumer.commit(offsets=kept, asynchronous=True)
+            except KafkaException as exc:
+                log.info("offset_commit_skipped", extra={"error": exc})
+        log.debug(
+            "archive_flush",
+            extra={
+                "table": table.spec.name,
+                "reason": reason,
+                "rows": result.rows,
+                "version": result.version,
+                "lost": result.lost or "",
+                "ms": round(seconds * 1000, 1),
+            },
+        )
+
+    def _follow(self, topic: str, partition: int, offset: int) -> None:
+        """Another writer archived ``partition`` up to ``offset``: continue from there."""
+        log.warning(
+            "archive_partition_lost_race",
+            extra={"topic": topic, "partition": partition, "table_offset": offset},
+        )
+        if (topic, partition) not in self._positions:
+            return
+        self._positions[(topic, partition)] = offset
+        self._sinks[topic].expected[partition] = offset
+        try:
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+        except KafkaException as exc:  # no longer assigned
+            log.info("seek_skipped", extra={"topic": topic, "partition": partition, "error": exc})
+
+
+def _names(partitions: list[TopicPartition]) -> list[str]:
+    return [f"{tp.topic}/{tp.partition}" for tp in partitions]

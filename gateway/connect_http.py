@@ -1,0 +1,214 @@
+"""The gateway's API over HTTP with JSON (or binary protobuf): the Connect protocol.
+
+Callers that cannot speak gRPC (scripts, browsers, webhooks) reach the same two services on
+``http_listen`` (``--http-listen`` / ``PRGATE_HTTP_LISTEN``, off by default) with the Connect
+protocol (https://connectrpc.com/docs/protocol): ``POST /prgate.v1.<Service>/<Method>`` with
+``Content-Type: application/json`` (or ``application/proto``) for unary calls, and
+``application/connect+json`` (``+proto``) enveloped messages for the server-streaming watches.
+The connectrpc library does the protocol (codecs, envelopes, ``connect-timeout-ms``, error
+bodies); hypercorn is the ASGI server, in the gateway's process and event loop.
+
+Nothing is served twice: this module is a transport adapter. Each Connect call runs the very
+gRPC method handler the gRPC server runs, behind the same interceptors (bearer-token
+authentication and authorization, the open streams that shutdown and token revocation end),
+with :class:`gateway.connect_bridge.ConnectServicerContext` standing in for grpc.aio's
+servicer context: the ``authorization`` and other request headers are the call's metadata,
+``connect-timeout-ms`` is its deadline, and an abort (a status with ``google.rpc`` details in
+``grpc-status-details-bin``) becomes a Connect error with the same code and each detail as a
+Connect error detail (``type``, base64 ``value`` and, for the ``google.rpc`` error details, the
+message as JSON in ``debug``). This module is the listener; the call bridge is
+gateway/connect_bridge.py, the error mapping gateway/connect_errors.py.
+
+Limits: a request message larger than ``max_message_bytes`` (the gRPC server's receive limit)
+is refused RESOURCE_EXHAUSTED. Stop: :func:`ConnectServer.stop` after the drain window, with
+the gRPC server: open watches end first (``OpenStreams.end_all``, the same UNAVAILABLE with a
+RetryInfo as over gRPC), then the listener closes and running calls get ``grace_period_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from gateway.connect_bridge import GrpcBridge, Interceptor, Registration
+from gateway.connect_errors import CODECS
+from gateway.settings import GatewaySettings
+from gateway.transport import ListenError, check_can_listen
+from prgate.v1 import command_service_connect, query_service_connect
+
+log = logging.getLogger(__name__)
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+@dataclass
+class ConnectServer:
+    """The running Connect listener: hypercorn serving the two services' ASGI apps."""
+
+    port: int
+    _shutdown: asyncio.Event
+    _task: asyncio.Task[None]
+
+    async def stop(self, grace_s: float) -> None:
+        """Close the listener; running calls get ``grace_s`` (hypercorn's graceful timeout)."""
+        self._shutdown.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace_s + 5.0)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        log.info("connect_http_stopped port=%d", self.port)
+
+
+class _Router:
+    """One ASGI app for both services, routed by the path's service name; at most
+    ``max_calls`` calls at once (``max_concurrent_rpcs``, counted apart from the gRPC
+    port's), beyond it ``resource_exhausted`` (HTTP 429) as gRPC answers RESOURCE_EXHAUSTED."""
+
+    def __init__(self, apps: Sequence[Any], max_calls: int) -> None:
+        self._apps = {app.path: app for app in apps}
+        self._max_calls = max_calls
+        self._calls = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":  # nothing to start: the gateway owns the services
+            while True:
+                event = (await receive())["type"]
+                if event == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        service = "/" + scope["path"].lstrip("/").partition("/")[0]
+        app = self._apps.get(service)
+        if app is None:
+            await _answer(send, 404, "unimplemented", f"no service at {scope['path']}")
+            return
+        if self._calls >= self._max_calls:
+            await _answer(
+                send, 429, "resource_exhausted", "the gateway serves its maximum of calls"
+            )
+            return
+        self._calls += 1
+        try:
+            await app(scope, receive, send)
+        finally:
+            self._calls -= 1
+
+
+async def _answer(send: Any, status: int, code: str, message: str) -> None:
+    """A Connect unary error (JSON body) sent without the library, before routing."""
+    body = json.dumps({"code": code, "message": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def check_shared_listen(address: str) -> None:
+    """For ``--workers N``: the address every worker's Connect listener shares (SO_REUSEPORT,
+    as their gRPC port), checked once by the supervisor; port 0 would give each worker another
+    port, so it is refused. Raises :class:`gateway.transport.ListenError`."""
+    if not address:
+        return
+    check_can_listen(address, "--http-listen")
+    if address.rpartition(":")[2] == "0":
+        raise ListenError("--http-listen with --workers needs a fixed port (the workers share it)")
+
+
+def _bind_socket(address: str, reuse_port: bool) -> socket.socket:
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, int(port)))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def start(
+    settings: GatewaySettings,
+    servicers: Sequence[tuple[Registration, Any]],
+    interceptors: Sequence[Interceptor],
+    *,
+    reuse_port: bool = False,
+) -> ConnectServer | None:
+    """Serve ``servicers`` over Connect on ``settings.http_listen``; None when it is empty.
+
+    ``servicers``: ``(add_<Service>Servicer_to_server, servicer)`` pairs, the command and the
+    query service; ``interceptors``: the gRPC server's, outermost first; ``reuse_port``: one
+    worker of ``--workers N``, sharing the port with its siblings (SO_REUSEPORT). Raises
+    :class:`gateway.transport.ListenError` when the address cannot be bound. With TLS on
+    (``tls_cert_file``), the listener serves HTTPS with the same files, loaded at start.
+    """
+    if not settings.http_listen:
+        return None
+    if not reuse_port:  # the supervisor checked the shared address
+        check_can_listen(settings.http_listen, "--http-listen")
+    bridge = GrpcBridge(servicers, interceptors)
+    limit = settings.max_message_bytes
+    router = _Router(
+        [
+            command_service_connect.PullRequestCommandServiceASGIApplication(
+                bridge,  # GrpcBridge has the methods (by __getattr__)
+                read_max_bytes=limit,
+                codecs=CODECS,
+            ),
+            query_service_connect.PullRequestQueryServiceASGIApplication(
+                bridge,
+                read_max_bytes=limit,
+                codecs=CODECS,
+            ),
+        ],
+        settings.max_concurrent_rpcs,
+    )
+    try:
+        sock = _bind_socket(settings.http_listen, reuse_port)
+    except OSError as exc:
+        raise ListenError(
+            f"cannot listen on {settings.http_listen} (--http-listen): {exc}"
+        ) from None
+    port = int(sock.getsockname()[1])
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) the socket
+    config.graceful_timeout = settings.grace_period_s
+    config.accesslog = None
+    config.errorlog = log  # hypercorn's own lines (listening, errors), under this module
+    config.keep_alive_timeout = settings.keepalive_time_s
+    if settings.tls_cert_file:
+        config.certfile = settings.tls_cert_file
+        config.keyfile = settings.tls_key_file
+        if settings.tls_client_ca_file:
+            import ssl
+
+            config.ca_certs = settings.tls_client_ca_file
+            config.verify_mode = ssl.CERT_REQUIRED
+    shutdown = asyncio.Event()
+    task = asyncio.create_task(serve(router, config, shutdown_trigger=shutdown.wait))
+    log.info(
+        "connect_http_started listen=%s port=%d max_message_bytes=%d",
+        settings.http_listen,
+        port,
+        limit,
+    )
+    return ConnectServer(port, shutdown, task)
+
+
+async def stop(server: ConnectServer | None, grace_s: float) -> None:
+    """:meth:`ConnectServer.stop` when the listener runs; nothing otherwise."""
+    if server is not None:
+        await server.stop(grace_s)

@@ -1,0 +1,196 @@
+"""Refusals: a call's non-OK outcome as a ``google.rpc.Status``, without any transport.
+
+A :class:`Refusal` carries the full status a client gets: the ``google.rpc.Code`` of the
+error table in docs/contract.md, a human message, and typed details (BadRequest,
+PreconditionFailure, ResourceInfo,
+ErrorInfo, RetryInfo). Admission (gateway/admission.py) raises refusals; a transport turns one
+into its own error: the gRPC servicers through :mod:`gateway.errors` (status code plus the
+``grpc-status-details-bin`` trailer), an HTTP/JSON server would send the same status as JSON.
+Nothing here imports gRPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from prgate.v1 import outcome_pb2
+
+ERROR_DOMAIN = "prgate.v1"
+
+# When one command breaks rules of several kinds, the client sees the most fundamental one.
+_KIND_ORDER = (
+    outcome_pb2.VIOLATION_KIND_INVALID_ARGUMENT,
+    outcome_pb2.VIOLATION_KIND_ALREADY_EXISTS,
+    outcome_pb2.VIOLATION_KIND_NOT_FOUND,
+    outcome_pb2.VIOLATION_KIND_VERSION_CONFLICT,
+    outcome_pb2.VIOLATION_KIND_FAILED_PRECONDITION,
+)
+_KIND_CODE = {
+    outcome_pb2.VIOLATION_KIND_INVALID_ARGUMENT: code_pb2.INVALID_ARGUMENT,
+    outcome_pb2.VIOLATION_KIND_NOT_FOUND: code_pb2.NOT_FOUND,
+    outcome_pb2.VIOLATION_KIND_VERSION_CONFLICT: code_pb2.ABORTED,
+    outcome_pb2.VIOLATION_KIND_FAILED_PRECONDITION: code_pb2.FAILED_PRECONDITION,
+    outcome_pb2.VIOLATION_KIND_ALREADY_EXISTS: code_pb2.ALREADY_EXISTS,
+}
+_DETAIL_TYPES = (
+    error_details_pb2.BadRequest,
+    error_details_pb2.PreconditionFailure,
+    error_details_pb2.ResourceInfo,
+    error_details_pb2.ErrorInfo,
+    error_details_pb2.RetryInfo,
+)
+
+
+class Refusal(Exception):
+    """A call outcome that is not OK, with its ``google.rpc.Status`` in ``status``."""
+
+    def __init__(self, status: status_pb2.Status) -> None:
+        super().__init__(status.message)
+        self.status = status
+
+    @property
+    def code_name(self) -> str:
+        """The status code's ``google.rpc.Code`` name, e.g. ``INVALID_ARGUMENT``."""
+        try:
+            name: str = code_pb2.Code.Name(self.status.code)
+        except ValueError:  # not a google.rpc.Code value
+            return "UNKNOWN"
+        return name
+
+    def ids(self) -> dict[str, str]:
+        """The ``command_id`` / ``pull_request_id`` its ErrorInfo names (absent ones left out)."""
+        info = details_of(self.status).get("ErrorInfo")
+        return dict(info.metadata) if info is not None else {}  # type: ignore[attr-defined]
+
+
+def _pack(details: Iterable[Message]) -> list[any_pb2.Any]:
+    packed = []
+    for detail in details:
+        holder = any_pb2.Any()
+        holder.Pack(detail)
+        packed.append(holder)
+    return packed
+
+
+def error(code: int, message: str, *details: Message) -> Refusal:
+    """A Refusal with a ``google.rpc.Code`` value, a message and typed details."""
+    return Refusal(status_pb2.Status(code=code, message=message, details=_pack(details)))
+
+
+def error_info(reason: str, **metadata: str) -> error_details_pb2.ErrorInfo:
+    """ErrorInfo of domain ``prgate.v1``; empty metadata values are left out."""
+    return error_details_pb2.ErrorInfo(
+        reason=reason, domain=ERROR_DOMAIN, metadata={k: v for k, v in metadata.items() if v}
+    )
+
+
+def retry_after(seconds: float) -> error_details_pb2.RetryInfo:
+    """RetryInfo asking the client to wait ``seconds`` before retrying."""
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(seconds * 1e9))
+    return error_details_pb2.RetryInfo(retry_delay=delay)
+
+
+def from_violations(
+    violations: Iterable[outcome_pb2.Violation],
+    *,
+    command_id: str = "",
+    pull_request_id: str = "",
+) -> Refusal:
+    """Map domain violations onto one status: the most fundamental kind decides the code."""
+    items = list(violations)
+    if not items:
+        raise ValueError("from_violations needs at least one violation")
+    kind = (
+        next(k for k in _KIND_ORDER if any(v.kind == k for v in items))
+        if any(v.kind in _KIND_CODE for v in items)
+        else outcome_pb2.VIOLATION_KIND_FAILED_PRECONDITION
+    )
+    chosen = [v for v in items if v.kind == kind] or items
+    ids = {"command_id": command_id, "pull_request_id": pull_request_id}
+    message = "; ".join(v.description for v in chosen)
+    details: list[Message] = [error_info(chosen[0].reason, **ids)]
+    if kind == outcome_pb2.VIOLATION_KIND_INVALID_ARGUMENT:
+        details.insert(
+            0,
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description, reason=v.reason
+                    )
+                    for v in chosen
+                ]
+            ),
+        )
+    elif kind == outcome_pb2.VIOLATION_KIND_NOT_FOUND:
+        details.insert(
+            0,
+            error_details_pb2.ResourceInfo(
+                resource_type="prgate.v1.PullRequest",
+                resource_name=pull_request_id,
+                description=message,
+            ),
+        )
+    else:
+        details.insert(
+            0,
+            error_details_pb2.PreconditionFailure(
+                violations=[
+                    error_details_pb2.PreconditionFailure.Violation(
+                        type=v.reason,
+                        subject=v.subject or pull_request_id,
+                        description=v.description,
+                    )
+                    for v in chosen
+                ]
+            ),
+        )
+    return error(_KIND_CODE.get(kind, code_pb2.FAILED_PRECONDITION), message, *details)
+
+
+def read_model_catching_up() -> Refusal:
+    """UNAVAILABLE while the read model has not reached the end offsets seen at start."""
+    return error(
+        code_pb2.UNAVAILABLE,
+        "the gateway is still reading the current state of pull requests; retry shortly",
+        error_info("READ_MODEL_CATCHING_UP"),
+        retry_after(1.0),
+    )
+
+
+def idempotency_key_reused(command_id: str, pull_request_id: str) -> Refusal:
+    """ALREADY_EXISTS: the idempotency key (its command id) was used for another command."""
+    return error(
+        code_pb2.ALREADY_EXISTS,
+        "this idempotency key was already used for a different command",
+        error_info(
+            "IDEMPOTENCY_KEY_REUSED", command_id=command_id, pull_request_id=pull_request_id
+        ),
+    )
+
+
+def invalid_argument(field: str, reason: str, description: str) -> Refusal:
+    """One field violation as INVALID_ARGUMENT with BadRequest details."""
+    violation = outcome_pb2.Violation(
+        kind=outcome_pb2.VIOLATION_KIND_INVALID_ARGUMENT,
+        reason=reason,
+        field=field,
+        description=description,
+    )
+    return from_violations([violation])
+
+
+def details_of(status: status_pb2.Status) -> Mapping[str, Message]:
+    """Unpack the typed details of a status by message name (for tests and clients)."""
+    out: dict[str, Message] = {}
+    for holder in status.details:
+        for kind in _DETAIL_TYPES:
+            if holder.Is(kind.DESCRIPTOR):
+                message = kind()
+                holder.Unpack(message)
+                out[kind.DESCRIPTOR.name] = message
+    return out

@@ -1,0 +1,1 @@
+"""The ``prgate`` command line: one module per command group."""

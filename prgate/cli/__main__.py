@@ -1,0 +1,5 @@
+"""``python -m prgate.cli``: the same as ``prgate``."""
+
+from prgate.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Metrics, tracing and logs shared by every process."""

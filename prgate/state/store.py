@@ -1,0 +1,352 @@
+"""A state store: the newest snapshot per pull request of some partitions of the compacted
+pull-requests topic, in RocksDB (through ``rocksdict``), with the changelog offset it reflects.
+
+This is the Kafka Streams state-store pattern. Every write is one RocksDB ``WriteBatch`` that
+carries the changed snapshots *and* the checkpoint of each partition they came from: the next
+offset of the pull-requests topic the store has not seen. A store is therefore always exactly
+"the topic up to its checkpoints", and a process that opens it again replays only the records
+from the checkpoints to the end (the tail) instead of the whole topic.
+
+A store that cannot be trusted is wiped and rebuilt from the topic by its caller:
+
+- it does not open (corrupt files, a wrong format): :meth:`SnapshotStore.open` wipes it;
+- its identity record (cluster id, topic, partitions) differs from the expected one: wiped;
+- its checkpoint lies outside the partition's offsets (ahead of the log end, or before the log
+  start): the caller detects that and calls :meth:`SnapshotStore.reset`.
+
+Key layout (one RocksDB key space, raw bytes, sorted):
+
+    d<pull request id>                  serialized PullRequest (the value Kafka carries)
+    k<pull request id>                  <repository>\\0<status, 4 bytes>   (indexed stores)
+    r<repository>\\0<pull request id>    b""   ListPullRequests by repository
+    s<status, 4 bytes><pull request id>  b""   ListPullRequests by status
+    x<repository>\\0<status><id>         b""   by both
+    c<partition, 4 bytes>               checkpoint, 8 bytes big-endian
+    midentity                           JSON of :class:`StoreIdentity`
+
+Repositories in keys are the canonical (case-folded) form; ids and repositories never contain
+NUL (the field rules refuse control characters). Everything here is synchronous and not
+thread-safe: each store is used from one thread (the processor's loop, the gateway's event
+loop).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
+
+log = logging.getLogger(__name__)
+
+_DATA = b"d"
+_KEYS = b"k"
+_BY_REPOSITORY = b"r"
+_BY_STATUS = b"s"
+_BY_BOTH = b"x"
+_CHECKPOINT = b"c"
+_IDENTITY = b"midentity"
+_COUNT = b"mcount"
+_SEP = b"\x00"
+
+
+class StoreLocked(Exception):
+    """Another process (or another open handle) holds the store's RocksDB lock; try later."""
+
+
+@dataclass(frozen=True)
+class StoreIdentity:
+    """Which log a store reflects: a store of another cluster, topic or partition set is
+    foreign and is wiped. ``cluster_id`` is Kafka's cluster id from the metadata."""
+
+    cluster_id: str
+    topic: str
+    partitions: tuple[int, ...]
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {"cluster_id": self.cluster_id, "topic": self.topic, "partitions": self.partitions},
+            sort_keys=True,
+        ).encode()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One snapshot to store: its bytes, plus (for indexed stores) the fields ListPullRequests
+    filters on: the canonical repository and the PullRequestStatus number."""
+
+    value: bytes
+    repository: str = ""
+    status: int = 0
+
+
+@dataclass(frozen=True)
+class StoreMemory:
+    """RocksDB's memory bounds, shared by every store of a process (bytes).
+
+    ``block_cache_bytes``: the LRU cache of uncompressed data and index blocks (reads);
+    ``write_buffer_bytes``: the total of all memtables (writes), enforced by one
+    WriteBufferManager that charges them to the block cache. RocksDB's resident memory is about
+    their sum, plus table readers' indexes.
+    """
+
+    block_cache_bytes: int = 64 << 20
+    write_buffer_bytes: int = 32 << 20
+
+    def __post_init__(self) -> None:
+        if self.block_cache_bytes < 1 << 20:
+            raise ValueError("block_cache_bytes must be >= 1 MiB")
+        if self.write_buffer_bytes < 1 << 20:
+            raise ValueError("write_buffer_bytes must be >= 1 MiB")
+
+
+class StoreResources:
+    """The block cache and write-buffer budget of a process, and the options every store of it
+    opens with."""
+
+    def __init__(self, memory: StoreMemory) -> None:
+        self.memory = memory
+        self._cache = Cache(memory.block_cache_bytes)
+        self._buffers = WriteBufferManager.new_write_buffer_manager_with_cache(
+            memory.write_buffer_bytes, False, self._cache
+        )
+
+    def options(self) -> Options:
+        """Options for one store: raw bytes, the shared cache and write-buffer budget."""
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        table = BlockBasedOptions()
+        table.set_block_cache(self._cache)
+        table.set_cache_index_and_filter_blocks(True)
+        options.set_block_based_table_factory(table)
+        options.set_write_buffer_manager(self._buffers)
+        # One memtable of at most a quarter of the budget, so several stores fit in it.
+        options.set_write_buffer_size(max(1 << 20, self.memory.write_buffer_bytes // 4))
+        options.set_max_write_buffer_number(2)
+        return options
+
+    def stats(self, cache_entries: int) -> dict[str, float]:
+        """The memory bounds and use, for /metrics: ``block_cache_capacity_bytes``,
+        ``block_cache_usage_bytes``, ``write_buffer_capacity_bytes``,
+        ``write_buffer_usage_bytes`` and ``entry_cache_capacity`` (``cache_entries``)."""
+        return {
+            "block_cache_capacity_bytes": float(self.memory.block_cache_bytes),
+            "block_cache_usage_bytes": float(self.cache_usage_bytes()),
+            "write_buffer_capacity_bytes": float(self.memory.write_buffer_bytes),
+            "write_buffer_usage_bytes": float(self._buffers.get_usage()),
+            "entry_cache_capacity": float(cache_entries),
+        }
+
+    def cache_usage_bytes(self) -> int:
+        """Bytes in the block cache now (memtables included: they are charged to it)."""
+        usage: int = self._cache.get_usage()
+        return usage
+
+
+def _u32(value: int) -> bytes:
+    return struct.pack(">I", value)
+
+
+class SnapshotStore:
+    """One RocksDB store at ``path``. Open with :meth:`open`."""
+
+    def __init__(
+        self,
+        path: Path,
+        db: Rdict,
+        identity: StoreIdentity,
+        resources: StoreResources,
+        *,
+        indexed: bool,
+    ) -> None:
+        self.path = path
+        self.identity = identity
+        self.indexed = indexed
+        self._db: Rdict | None = db
+        self._resources = resources
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        identity: StoreIdentity,
+        resources: StoreResources,
+        *,
+        indexed: bool = False,
+    ) -> tuple[SnapshotStore, str]:
+        """Open (or create) the store at ``path`` and the reason its content may not be used.
+
+        The reason is ``""`` for a store whose identity matches (its checkpoints are to be
+        checked against the log by the caller), ``"new"`` for an empty one, ``"corrupt"`` when
+        RocksDB could not open it and ``"foreign"`` when its identity differs; in the last two
+        cases it was wiped first. Raises :class:`StoreLocked` when another handle holds it, and
+        OSError when the directory cannot be created.
+        """
+        path.mkdir(parents=True, exist_ok=True)
+        options = resources.options()
+        reason = ""
+        try:
+            db = Rdict(str(path), options)
+        except Exception as exc:  # rocksdict raises plain Exception with RocksDB's status
+            if "lock" in str(exc).lower():
+                raise StoreLocked(f"state store {path} is in use: {exc}") from exc
+            log.warning("state_store_corrupt", extra={"path": path, "error": str(exc)})
+            _wipe(path)
+            db = Rdict(str(path), options)
+            reason = "corrupt"
+        stored = db.get(_IDENTITY)
+        if stored is None:
+            reason = reason or "new"
+        elif stored != identity.encode():
+            log.warning(
+                "state_store_foreign",
+                extra={
+                    "path": path,
+                    "stored": bytes(stored).decode(errors="replace"),
+                    "expected": identity.encode().decode(),
+                },
+            )
+            db.close()
+            _wipe(path)
+            db = Rdict(str(path), options)
+            reason = "foreign"
+        if reason:
+            db.put(_IDENTITY, identity.encode())
+        return cls(path, db, identity, resources, indexed=indexed), reason
+
+    @property
+    def _rdict(self) -> Rdict:
+        if self._db is None:
+            raise RuntimeError(f"state store {self.path} is closed")
+        return self._db
+
+    def checkpoints(self) -> dict[int, int]:
+        """The next changelog offset not yet reflected, per partition that has one."""
+        found: dict[int, int] = {}
+        for partition in self.identity.partitions:
+            raw = self._rdict.get(_CHECKPOINT + _u32(partition))
+            if raw is not None:
+                found[partition] = struct.unpack(">q", raw)[0]
+        return found
+
+    def get(self, pull_request_id: str) -> bytes | None:
+        """The stored snapshot bytes, or None."""
+        value: bytes | None = self._rdict.get(_DATA + pull_request_id.encode())
+        return value
+
+    def write(self, changes: Mapping[str, Entry | None], checkpoints: Mapping[int, int]) -> None:
+        """Apply ``changes`` (None deletes) and set ``checkpoints``, in one atomic WriteBatch.
+
+        A checkpoint never moves back: one lower than the stored one is ignored (a replay of
+        records the store already reflects).
+        """
+        db = self._rdict
+        batch = WriteBatch(raw_mode=True)
+        delta = 0
+        for pull_request_id, entry in changes.items():
+            key = pull_request_id.encode()
+            if self.indexed:
+                old = db.get(_KEYS + key)
+                delta += (entry is not None) - (old is not None)
+                if old is not None:
+                    repository, _, status = bytes(old).partition(_SEP)
+                    self._index(batch, key, repository, status, delete=True)
+            else:
+                delta += (entry is not None) - (db.get(_DATA + key) is not None)
+            if entry is None:
+                batch.delete(_DATA + key)
+                if self.indexed:
+                    batch.delete(_KEYS + key)
+                continue
+            batch.put(_DATA + key, entry.value)
+            if self.indexed:
+                repository, status = entry.repository.encode(), _u32(entry.status)
+                batch.put(_KEYS + key, repository + _SEP + status)
+                self._index(batch, key, repository, status, delete=False)
+        if delta:
+            batch.put(_COUNT, struct.pack(">q", self.count() + delta))
+        current = self.checkpoints()
+        for partition, offset in checkpoints.items():
+            if offset >= current.get(partition, -1):
+                batch.put(_CHECKPOINT + _u32(partition), struct.pack(">q", offset))
+        db.write(batch)
+
+    @staticmethod
+    def _index(
+        batch: WriteBatch, key: bytes, repository: bytes, status: bytes, *, delete: bool
+    ) -> None:
+        keys = (
+            _BY_REPOSITORY + repository + _SEP + key,
+            _BY_STATUS + status + key,
+            _BY_BOTH + repository + _SEP + status + key,
+        )
+        for index_key in keys:
+            if delete:
+                batch.delete(index_key)
+            else:
+                batch.put(index_key, b"")
+
+    def scan(self, *, repository: str = "", status: int = 0, after: str = "") -> Iterator[bytes]:
+        """Snapshot bytes in id order, of ``repository`` (canonical form, "" = any) and
+        ``status`` (0 = any), with ids sorting after ``after``. Filters need an indexed store
+        (ValueError otherwise). Do not write while iterating."""
+        if (repository or status) and not self.indexed:
+            raise ValueError("filtering needs an indexed store")
+        if repository and status:
+            prefix = _BY_BOTH + repository.encode() + _SEP + _u32(status)
+        elif repository:
+            prefix = _BY_REPOSITORY + repository.encode() + _SEP
+        elif status:
+            prefix = _BY_STATUS + _u32(status)
+        else:
+            prefix = _DATA
+        db = self._rdict
+        iterator = db.iter()
+        iterator.seek(prefix + after.encode() + (_SEP if after else b""))
+        while iterator.valid():
+            key: bytes = iterator.key()
+            if not key.startswith(prefix):
+                return
+            if prefix == _DATA:
+                yield iterator.value()
+            else:
+                value = db.get(_DATA + key[len(prefix) :])
+                if value is not None:
+                    yield value
+            iterator.next()
+
+    def count(self) -> int:
+        """How many snapshots the store holds (kept with every write)."""
+        raw = self._rdict.get(_COUNT)
+        return 0 if raw is None else int(struct.unpack(">q", raw)[0])
+
+    def estimated_count(self) -> int:
+        """RocksDB's estimate of the number of keys (snapshots, plus index keys if indexed)."""
+        count: int | None = self._rdict.property_int_value("rocksdb.estimate-num-keys")
+        return count or 0
+
+    def reset(self, reason: str) -> None:
+        """Wipe the content (an untrusted checkpoint) and keep the store open, empty."""
+        log.warning("state_store_wiped", extra={"path": self.path, "reason": reason})
+        self.close()
+        _wipe(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        db = Rdict(str(self.path), self._resources.options())
+        db.put(_IDENTITY, self.identity.encode())
+        self._db = db
+
+    def close(self) -> None:
+        """Flush nothing extra (every write is in the WAL) and release the lock; idempotent."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _wipe(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,195 @@
+"""The gateway's HTTP/JSON (Connect) port as a real process serves it, against a real broker:
+bearer-token refusals, mutual TLS, ``--workers`` sharing the port, a taken port, and a client
+that goes away in the middle of a watch. The calls themselves (README examples, commands,
+errors, watches, the Python client, shutdown): tests/e2e/test_connect_http.py."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import subprocess
+import uuid
+from pathlib import Path
+
+import grpc
+from helpers.certs import make_ca
+from helpers.kafka import free_port
+
+from tests.e2e.connect_http_calls import (
+    END_STREAM,
+    OPEN,
+    WATCH_COMMAND,
+    curl,
+    debug_of,
+    open_body,
+    post_json,
+    stream_json,
+)
+from tests.e2e.stack import Stack
+from tests.e2e.test_security import start_gateway, wait_serving
+from tests.e2e.test_workers import CONNECTIONS, free_port_pair, scrape, total, wait_for
+
+
+def test_curl_auth_refusal(stack: Stack, tmp_path: Path) -> None:
+    token = f"ada-{uuid.uuid4().hex}"
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"tokens": [{"principal": "ada", "token": token, "roles": []}]}))
+    stack.processor()
+    http_port = free_port()
+    stack.gateway(
+        free_port(),
+        PRGATE_HTTP_LISTEN=f"127.0.0.1:{http_port}",
+        PRGATE_AUTH_TOKEN_FILE=str(tokens),
+    )
+    base = f"http://127.0.0.1:{http_port}"
+    status, error = post_json(base, OPEN, open_body())
+    assert status == 401, error
+    assert error["code"] == "unauthenticated", error
+    assert debug_of(error, "google.rpc.ErrorInfo")["reason"] == "MISSING_TOKEN", error
+    status, error = post_json(base, OPEN, open_body(), "Authorization: Bearer wrong")
+    assert (status, error["code"]) == (401, "unauthenticated"), error
+    # A valid token, acting for someone else: the same authorization as over gRPC.
+    status, error = post_json(base, OPEN, open_body(author="bob"), f"Authorization: Bearer {token}")
+    assert (status, error["code"]) == (403, "permission_denied"), error
+    assert debug_of(error, "google.rpc.ErrorInfo")["reason"] == "ACTOR_NOT_CALLER", error
+    status, answer = post_json(base, OPEN, open_body(), f"Authorization: Bearer {token}")
+    assert status == 200, answer
+    assert answer["receipt"]["state"] == "COMMAND_STATE_SUCCEEDED", answer
+    # Streams are refused the same way.
+    refused = stream_json(base, WATCH_COMMAND, {"commandId": "x"})
+    assert refused[-1][0] == END_STREAM, refused
+    assert refused[-1][1]["error"]["code"] == "unauthenticated", refused
+
+
+def test_mutual_tls_on_the_http_port(stack: Stack, tmp_path: Path) -> None:
+    """With TLS on, the Connect port serves HTTPS with the gateway's files and requires a
+    client certificate of PRGATE_TLS_CLIENT_CA_FILE's CA, as the gRPC port does."""
+    ca = make_ca(tmp_path / "pki")
+    server = ca.issue("server", server=True)
+    client = ca.issue("ada-client", server=False)
+    stack.processor()
+    http_port = free_port()
+    gateway = start_gateway(
+        stack,
+        "mtls-http",
+        PRGATE_TLS_CERT_FILE=str(server.cert),
+        PRGATE_TLS_KEY_FILE=str(server.key),
+        PRGATE_TLS_CLIENT_CA_FILE=str(ca.cert),
+        PRGATE_HTTP_LISTEN=f"127.0.0.1:{http_port}",
+    )
+    wait_serving(
+        gateway,
+        grpc.ssl_channel_credentials(ca.cert_pem(), client.key_pem(), client.cert_pem()),
+    )
+    url = f"https://127.0.0.1:{http_port}{OPEN}"
+    body = json.dumps(open_body())
+    plain = ["-sS", "-H", "Content-Type: application/json", "--data-binary", body]
+    answered = subprocess.run(
+        [
+            *(curl(), *plain, "--cacert", str(ca.cert)),
+            *("--cert", str(client.cert), "--key", str(client.key), url),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(answered.stdout)["receipt"]["state"] == "COMMAND_STATE_SUCCEEDED"
+    for name, extra in (
+        ("no client certificate", ["--cacert", str(ca.cert), url]),
+        ("plaintext", [url.replace("https://", "http://")]),
+    ):
+        refused = subprocess.run(
+            [curl(), *plain, *extra], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert refused.returncode != 0, (name, refused)  # the connection, not a call, fails
+        assert "receipt" not in refused.stdout, (name, refused)
+
+
+def test_gateway_workers_share_the_http_port(stack: Stack) -> None:
+    """``--workers 2``: both workers serve the Connect port (SO_REUSEPORT, as the gRPC port);
+    each curl is a new connection, and the workers' own command counters see them."""
+    stack.processor()
+    metrics, http_port = free_port_pair(), free_port()
+    gateway = stack.gateway(
+        free_port(),
+        PRGATE_GATEWAY_WORKERS="2",
+        PRGATE_METRICS_LISTEN=f"127.0.0.1:{metrics}",
+        PRGATE_HTTP_LISTEN=f"127.0.0.1:{http_port}",
+    )
+    ports = (metrics, metrics + 1)
+
+    def caught_up() -> bool:
+        try:
+            return all(total(scrape(p), "prgate_gateway_read_model_caught_up") == 1 for p in ports)
+        except OSError:  # a worker's metrics port is not open yet
+            return False
+
+    wait_for(caught_up, "both workers caught up")
+    wait_for(
+        lambda: gateway.log_path.read_text().count("connect_http_started") == 2,
+        "both workers listening on the HTTP port",
+    )
+    base = f"http://127.0.0.1:{http_port}"
+    for _ in range(CONNECTIONS):
+        body = {"command": {"pullRequestId": f"pr-missing-{uuid.uuid4().hex}", "reviewer": "ada"}}
+        status, error = post_json(
+            base, "/prgate.v1.PullRequestCommandService/ApprovePullRequest", body
+        )
+        assert (status, error["code"]) == (404, "not_found"), error
+    counts = [total(scrape(p), "prgate_gateway_commands_total") for p in ports]
+    assert sum(counts) == CONNECTIONS, counts
+    assert all(count > 0 for count in counts), f"calls did not land on both workers: {counts}"
+
+
+def test_a_taken_http_port_is_one_line_and_exit_3(stack: Stack) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        taken = f"127.0.0.1:{holder.getsockname()[1]}"
+        gateway = start_gateway(stack, "http-taken", PRGATE_HTTP_LISTEN=taken)
+        assert gateway.process is not None
+        assert gateway.process.wait(timeout=60) == 3, gateway.log_tail()
+    lines = [line for line in gateway.log_path.read_text().splitlines() if "gateway_exit" in line]
+    assert len(lines) == 1, lines
+    assert "--http-listen" in lines[0] and taken in lines[0], lines
+
+
+def test_a_client_that_goes_away_leaves_no_watcher(stack: Stack) -> None:
+    """curl killed in the middle of a WatchPullRequest: the gateway ends the watch (its read
+    model's watcher count goes back to 0) and keeps serving."""
+    stack.processor()
+    metrics, http_port = free_port(), free_port()
+    stack.gateway(
+        free_port(),
+        PRGATE_METRICS_LISTEN=f"127.0.0.1:{metrics}",
+        PRGATE_HTTP_LISTEN=f"127.0.0.1:{http_port}",
+    )
+    base = f"http://127.0.0.1:{http_port}"
+    status, answer = post_json(base, OPEN, open_body())
+    assert status == 200, answer
+    message = json.dumps({"pullRequestId": answer["receipt"]["pullRequestId"]}).encode()
+
+    def watchers() -> float:
+        return total(scrape(metrics), "prgate_gateway_read_model_watchers")
+
+    with subprocess.Popen(
+        [
+            *(curl(), "-sS", "-N", "--output", "-", "-H", "Content-Type: application/connect+json"),
+            *("--data-binary", "@-", base + "/prgate.v1.PullRequestQueryService/WatchPullRequest"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    ) as watch:
+        try:
+            assert watch.stdin is not None and watch.stdout is not None
+            watch.stdin.write(struct.pack(">BI", 0, len(message)) + message)
+            watch.stdin.close()
+            assert len(watch.stdout.read(5)) == 5  # the snapshot's frame: the watch is open
+            assert watchers() == 1
+        finally:
+            watch.kill()
+    wait_for(lambda: watchers() == 0, "the watch of the client that went away ended")
+    status, answer = post_json(base, OPEN, open_body())
+    assert status == 200, answer
