@@ -30,6 +30,35 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.1  # bounds how long a stop request waits for the loop
 LOCK_WAIT_S = 5.0  # longest wait for a store another process holds (then: state in memory)
+RESTORE_BACKOFF_S = (0.2, 2.0)  # first and longest wait between restore attempts
+
+# Errors that say "not now" while a cluster moves leaders or coordinators; librdkafka marks
+# only some of them retriable (a broker handle destroyed by a metadata update is not).
+_TRANSIENT_CODES = frozenset(
+    {
+        KafkaError._DESTROY_BROKER,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._WAIT_COORD,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+        KafkaError.OFFSET_NOT_AVAILABLE,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+    }
+)
+
+
+def transient(error: KafkaError) -> bool:
+    """True for an error that a later attempt of the same read can get past."""
+    return not error.fatal() and (error.retriable() or error.code() in _TRANSIENT_CODES)
 
 
 class GroupMember:
@@ -232,15 +261,47 @@ class GroupMember:
         log.info("partitions_assigned", extra={"partitions": ",".join(map(str, numbers))})
         timeout_s = self._settings.restore_timeout_ms / 1000
         deadline = time.monotonic() + timeout_s
-        try:
-            # Under read_committed this waits until a predecessor's pending transactional
-            # offsets are resolved: only then do the snapshots we read match those offsets.
-            self._observe.assigned(consumer.committed(partitions, timeout=timeout_s))
-            self.restore(numbers, max(1.0, deadline - time.monotonic()))
-        except (KafkaException, RestoreError) as exc:
+        backoff_s = RESTORE_BACKOFF_S[0]
+        attempt = 1
+        while True:
+            try:
+                # Under read_committed this waits until a predecessor's pending transactional
+                # offsets are resolved: only then do the snapshots we read match those offsets.
+                self._observe.assigned(
+                    consumer.committed(partitions, timeout=max(1.0, deadline - time.monotonic()))
+                )
+                self.restore(numbers, max(1.0, deadline - time.monotonic()))
+                return
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if (
+                    error is not None
+                    and transient(error)
+                    and time.monotonic() + backoff_s < deadline
+                    and not self._failed()
+                ):
+                    # A leader, coordinator or broker moved (a cluster losing a node): the
+                    # same restore succeeds once metadata catches up.
+                    log.warning(
+                        "restore_retry",
+                        extra={
+                            "partitions": numbers,
+                            "attempt": attempt,
+                            "backoff_s": backoff_s,
+                            "error": error,
+                        },
+                    )
+                    time.sleep(backoff_s)  # inside consume(): there is no loop to yield to
+                    backoff_s = min(backoff_s * 2, RESTORE_BACKOFF_S[1])
+                    attempt += 1
+                    continue
+                failure: Exception = exc
+            except RestoreError as exc:
+                failure = exc
             # Raising here would leave librdkafka's assignment half-done; stop the loop instead.
-            self._fail(f"restoring partitions {numbers} failed: {exc}")
-            log.error("restore_failed", extra={"partitions": numbers, "error": exc})
+            self._fail(f"restoring partitions {numbers} failed: {failure}")
+            log.error("restore_failed", extra={"partitions": numbers, "error": failure})
+            return
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if consumer is not self._consumer:
