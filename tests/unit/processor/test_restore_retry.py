@@ -3,12 +3,12 @@ fatal; an error that will not go away still ends the run."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from processor import membership
 from processor.membership import GroupMember, transient
 from processor.restore import RestoreError
 from processor.settings import ProcessorSettings
@@ -52,7 +52,7 @@ def member(failures: list[BaseException]) -> tuple[GroupMember, list[str], list[
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
-    monkeypatch.setattr(membership.time, "sleep", slept.append)
+    monkeypatch.setattr(time, "sleep", slept.append)
     return slept
 
 
@@ -88,9 +88,11 @@ def test_transient_errors_give_up_at_the_restore_deadline(
     monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]
 ) -> None:
     now = [0.0]
-    monkeypatch.setattr(membership.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(membership.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
-    always = [KafkaException(KafkaError(KafkaError._TIMED_OUT)) for _ in range(1000)]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
+    always: list[BaseException] = [
+        KafkaException(KafkaError(KafkaError._TIMED_OUT)) for _ in range(1000)
+    ]
     group, reasons, restored = member(always)
     group._on_assign(group.consumer, [TopicPartition("t", 0)])
     assert restored == [] and len(reasons) == 1
