@@ -99,18 +99,32 @@ class LocalCluster:
         state_dir: Path,
         kafka_home: Path | None = None,
         heap: str = "384m",
+        hosts: Sequence[str] | None = None,
+        launchers: Sequence[Sequence[str]] | None = None,
     ) -> LocalCluster:
         """Nodes 1..n with client ``ports[i]``, controller ``controller_ports[i]`` and state
         under ``state_dir/node-<id>``. The cluster id is made once and kept in
-        ``state_dir/cluster.id``, so a restart finds the formatted data again."""
+        ``state_dir/cluster.id``, so a restart finds the formatted data again.
+
+        ``hosts[i]`` is node i's address (default: loopback for all) and ``launchers[i]`` the
+        command prefix its JVM starts under (default: none): the fault tests put each node on a
+        test host of its own (a network namespace, ``ip netns exec``) to cut or slow its links.
+        """
         if len(ports) != len(controller_ports):
             raise ValueError("one controller port per client port")
+        hosts = list(hosts or [HOST] * len(ports))
+        launchers = list(launchers or [()] * len(ports))
+        if not len(hosts) == len(launchers) == len(ports):
+            raise ValueError("one host and one launcher per node")
         state_dir.mkdir(parents=True, exist_ok=True)
         id_file = state_dir / "cluster.id"
         if not id_file.exists():
             id_file.write_text(random_cluster_id() + "\n")
         cluster_id = id_file.read_text().strip()
-        voters = ",".join(f"{i + 1}@{HOST}:{port}" for i, port in enumerate(controller_ports))
+        voters = ",".join(
+            f"{i + 1}@{host}:{port}"
+            for i, (host, port) in enumerate(zip(hosts, controller_ports, strict=True))
+        )
         replication = min(3, len(ports))
         nodes = [
             LocalKafka(
@@ -124,6 +138,8 @@ class LocalCluster:
                 cluster_id=cluster_id,
                 replication=replication,
                 extra_properties=CLUSTER_PROPERTIES,
+                host=hosts[i],
+                launcher=launchers[i],
             )
             for i, (port, controller_port) in enumerate(zip(ports, controller_ports, strict=True))
         ]
@@ -340,7 +356,7 @@ class LocalCluster:
                 NodeStatus(
                     node.node_id,
                     node.bootstrap_servers,
-                    f"{HOST}:{node.controller_port}",
+                    f"{node.host}:{node.controller_port}",
                     pid,
                     pid is not None and broker_answers(node.bootstrap_servers, timeout),
                     node.state_dir,

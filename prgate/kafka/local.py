@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -158,15 +159,22 @@ class LocalKafka:
         cluster_id: str | None = None,
         replication: int = 1,
         extra_properties: dict[str, str] | None = None,
+        host: str = HOST,
+        launcher: Sequence[str] = (),
     ) -> None:
         """One node. Alone (the defaults) it is its own quorum; in a :class:`LocalCluster`
         ``node_id``, ``quorum_voters`` (``id@host:port,...``), ``cluster_id`` (shared by every
         node, used when formatting) and ``replication`` (of the internal topics, and the broker's
-        default ``min.insync.replicas`` = min(2, replication)) come from the cluster."""
+        default ``min.insync.replicas`` = min(2, replication)) come from the cluster. ``host`` is
+        the address its listeners bind and advertise (loopback by default); ``launcher`` is a
+        command prefix the JVM is started under, e.g. ``["ip", "netns", "exec", "h1"]`` to run
+        it in a network namespace (it must exec the JVM so the pid stays the JVM's)."""
         self.port = port
         self.controller_port = controller_port or port + 1
         self.node_id = node_id
-        self.quorum_voters = quorum_voters or f"{node_id}@{HOST}:{self.controller_port}"
+        self.host = host
+        self.launcher = list(launcher)
+        self.quorum_voters = quorum_voters or f"{node_id}@{host}:{self.controller_port}"
         self.cluster_id = cluster_id
         self.replication = replication
         self.extra_properties = dict(extra_properties or {})
@@ -181,7 +189,7 @@ class LocalKafka:
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def pid(self) -> int | None:
         """The pid of this broker's JVM if it runs (a stale pid file is ignored)."""
@@ -221,9 +229,9 @@ class LocalKafka:
                 )
             else:
                 for port in (self.port, self.controller_port):
-                    if port_in_use(port):
+                    if port_in_use(port, self.host):
                         raise LocalKafkaError(
-                            f"port {port} on {HOST} is already in use by another process; "
+                            f"port {port} on {self.host} is already in use by another process; "
                             "choose other ports (--port/--controller-port) or point "
                             "KAFKA_BOOTSTRAP_SERVERS at the Kafka that runs there"
                         )
@@ -298,6 +306,7 @@ class LocalKafka:
             data_dir=self.data_dir,
             replication=self.replication,
             extra=self.extra_properties,
+            host=self.host,
         )
         body = "".join(f"{k}={v}\n" for k, v in props.items())
         self.properties_file.write_text("# written by prgate/kafka/local.py\n" + body)
@@ -324,7 +333,7 @@ class LocalKafka:
         log4j = resources.files("prgate").joinpath("kafka/log4j2.properties")
         log4j_file = self.state_dir / "log4j2.properties"
         log4j_file.write_bytes(log4j.read_bytes())
-        cmd = broker_command(
+        cmd = self.launcher + broker_command(
             java,
             libs,
             heap=self.heap,
@@ -364,7 +373,7 @@ class LocalKafka:
                     f"Kafka exited while starting; last lines of {self.log_file}:\n"
                     + tail(self.log_file)
                 )
-            if port_in_use(self.port) and broker_answers(self.bootstrap_servers, 3.0):
+            if port_in_use(self.port, self.host) and broker_answers(self.bootstrap_servers, 3.0):
                 log.info(
                     "kafka_serving", extra={"bootstrap": self.bootstrap_servers, "pid": self.pid()}
                 )

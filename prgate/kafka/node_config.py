@@ -32,20 +32,22 @@ def server_properties(
     data_dir: Path,
     replication: int,
     extra: dict[str, str],
+    host: str = HOST,
 ) -> dict[str, str]:
     """The ``server.properties`` of one KRaft broker+controller node, in file order.
 
     ``quorum_voters``: ``id@host:port,...``; ``replication``: replicas of the internal topics
     and the default topic replication factor, with ``min.insync.replicas`` =
-    min(2, replication); ``extra`` overrides any of them.
+    min(2, replication); ``host``: the address both listeners bind and advertise (loopback by
+    default; a test host's own address in a network namespace); ``extra`` overrides any of them.
     """
     min_isr = min(2, replication)
     return {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.voters": quorum_voters,
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
