@@ -91,6 +91,7 @@ class GroupMember:
         self.watchdog = ConsumerWatchdog()
         self._consumer: Consumer | None = None
         self._restorer: Consumer | None = None
+        self._log_end: Consumer | None = None
         self._cluster_id = ""
         # One block cache and write-buffer budget for all of this process's stores.
         self.store_resources = (
@@ -101,6 +102,9 @@ class GroupMember:
     def start(self) -> None:
         """Create the restore consumer (connected, leaders known) and join the group."""
         self._restorer = Consumer(self._settings.restore_config())
+        # Log ends as a read_uncommitted reader sees them: open transactions on the
+        # pull-requests partitions are waited for before a restore reads (processor/restore.py).
+        self._log_end = Consumer(self._settings.restore_config("read_uncommitted"))
         # Connect and learn the partition leaders now, not inside the first assignment.
         metadata = self._restorer.list_topics(self._topics.pull_requests, METADATA_TIMEOUT_S)
         self._cluster_id = metadata.cluster_id or ""
@@ -158,7 +162,11 @@ class GroupMember:
                 opened[partition] = self._open_state(topic, partition, deadline)
             self.restores.append(
                 restore_partitions(
-                    self._restorer, topic, opened, max(1.0, deadline - time.monotonic())
+                    self._restorer,
+                    topic,
+                    opened,
+                    max(1.0, deadline - time.monotonic()),
+                    log_end=self._log_end,
                 )
             )
         except BaseException:
@@ -219,9 +227,11 @@ class GroupMember:
                 self._consumer.close()
             except (KafkaException, RuntimeError) as exc:
                 log.warning("consumer_close_failed", extra={"error": exc})
-        if self._restorer is not None:
+        for restorer in (self._restorer, self._log_end):
+            if restorer is None:
+                continue
             try:
-                self._restorer.close()
+                restorer.close()
             except (KafkaException, RuntimeError) as exc:
                 log.warning("restore_consumer_close_failed", extra={"error": exc})
         self.states.close()

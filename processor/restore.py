@@ -6,13 +6,22 @@ which librdkafka reports at the last stable offset: every committed snapshot is 
 an open or aborted transaction. The caller first waits for the commands partition's committed
 offset (``Consumer.committed`` waits for pending transactional offsets under read_committed), so
 a predecessor's transaction is resolved, committed or aborted, before the snapshots are read.
+
+That alone is not enough on a cluster: a transaction's commit markers reach its partitions
+independently (the transaction coordinator writes each to that partition's leader), so the
+marker on ``__consumer_offsets`` can be written while the one on the pull-requests partition is
+still on its way. The restore would then end at a last stable offset before the predecessor's
+last snapshots and the next command would be decided on an older version. So before reading,
+:func:`wait_for_open_transactions` waits until each partition's last stable offset (what a
+``read_committed`` reader sees) has reached its log end (``read_uncommitted``) as of the start
+of the restore: every transaction that had written there is then committed or aborted.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -43,11 +52,75 @@ class RestoreError(Exception):
     """The pull-requests topic could not be read completely, in time, or holds garbage."""
 
 
+_SETTLE_POLL_S = 0.05
+
+
+def wait_for_open_transactions(
+    committed: Consumer,
+    uncommitted: Consumer,
+    topic: str,
+    partitions: Sequence[int],
+    deadline: float,
+) -> float:
+    """Wait until no transaction that had written to ``topic``'s ``partitions`` before this
+    call is open: each partition's last stable offset (``committed``, a ``read_committed``
+    consumer) has reached its log end as of now (``uncommitted``, a ``read_uncommitted`` one).
+
+    Returns the seconds waited. An open transaction is resolved by its commit or abort marker,
+    at the latest by the coordinator's abort after ``transaction.timeout.ms``; RestoreError
+    when ``deadline`` (``time.monotonic()``) passes first, KafkaException when the offsets
+    cannot be queried.
+    """
+    started = time.monotonic()
+
+    def end(consumer: Consumer, number: int) -> int:
+        _, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, number),
+            timeout=max(1.0, deadline - time.monotonic()),
+            cached=False,
+        )
+        return int(high)
+
+    ends = {number: end(uncommitted, number) for number in partitions}
+    logged = False
+    while True:
+        stable = {number: end(committed, number) for number in ends}
+        open_ = {n: (stable[n], ends[n]) for n in ends if stable[n] < ends[n]}
+        if not open_:
+            waited = time.monotonic() - started
+            if logged:
+                log.info(
+                    "restore_transactions_settled",
+                    extra={
+                        "topic": topic,
+                        "partitions": sorted(ends),
+                        "waited_s": round(waited, 3),
+                    },
+                )
+            return waited
+        if not logged:
+            log.info(
+                "restore_waiting_for_transactions",
+                extra={
+                    "topic": topic,
+                    "open": {str(n): f"{lso}<{high}" for n, (lso, high) in sorted(open_.items())},
+                },
+            )
+            logged = True
+        if time.monotonic() + _SETTLE_POLL_S > deadline:
+            raise RestoreError(
+                f"transactions on {topic} partitions {sorted(open_)} stayed open (last stable "
+                f"offset below the log end: {open_}) until the restore's deadline"
+            )
+        time.sleep(_SETTLE_POLL_S)
+
+
 def restore_partitions(
     consumer: Consumer,
     topic: str,
     states: Mapping[int, PartitionState],
     timeout_s: float,
+    log_end: Consumer | None = None,
 ) -> RestoreStats:
     """Bring each partition's state up to the end of its pull-requests partition.
 
@@ -60,7 +133,10 @@ def restore_partitions(
     becomes the final one.
 
     ``consumer`` must be an assign-only consumer with ``enable.partition.eof=true`` and
-    ``isolation.level=read_committed``; it is left unassigned. A tombstone removes its key.
+    ``isolation.level=read_committed``; it is left unassigned. ``log_end``, a consumer with
+    ``isolation.level=read_uncommitted``, is used to wait for transactions still open on the
+    partitions first (:func:`wait_for_open_transactions`; without it the restore reads up to
+    the last stable offset as it is). A tombstone removes its key.
     Raises :class:`RestoreError` after ``timeout_s`` or on a record that is not a usable
     snapshot (:func:`prgate.kafka.codec.decode_snapshot`, and it must have a key): a processor
     that ran on partial state would break the version sequence. KafkaException when the
@@ -72,6 +148,8 @@ def restore_partitions(
         return stats
     started = time.monotonic()
     deadline = started + timeout_s
+    if log_end is not None:
+        wait_for_open_transactions(consumer, log_end, topic, wanted, deadline)
     starts: list[TopicPartition] = []
     for number in wanted:
         state = states[number]
