@@ -36,7 +36,17 @@ $(GHZ): | $(STAMP)
 	@command -v go >/dev/null || { echo "go is required to install ghz (Go module proxy)"; exit 1; }
 	GOBIN=$(abspath $(BIN)) go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
-tools: $(GRPCURL) $(PROMTOOL) $(GHZ)
+# nft (Debian's nftables) for the network fault tests (tests/faults/netns.py: test hosts in
+# network namespaces, packets dropped by nftables rules). Installed with apt-get when missing
+# and root; otherwise those tests fail and say why.
+NFT := /usr/sbin/nft
+
+$(NFT):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nftables; \
+	else echo "warning: nft missing (apt-get install nftables as root): the network fault tests will fail"; fi
+
+tools: $(GRPCURL) $(PROMTOOL) $(GHZ) $(NFT)
 
 ## Start broker, topics, processor and gateway in the foreground; Ctrl-C stops everything.
 dev: $(STAMP)
