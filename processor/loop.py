@@ -89,6 +89,8 @@ class Processor(BatchSettlement):
         self._fault = fault or (lambda step: None)
         self._observe = observability or ProcessorObservability.from_settings(settings)
         self._fatal: str | None = None
+        # The fatal error behind ``_fatal`` when it came from a Kafka client's error_cb.
+        self._fatal_error: KafkaError | None = None
         self.member = GroupMember(
             settings,
             self._instance_id,
@@ -198,6 +200,7 @@ class Processor(BatchSettlement):
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():
             self._fatal = f"fatal Kafka error: {error}"
+            self._fatal_error = error
             log.error("kafka_fatal_error", extra={"error": error})
         else:  # repeats for as long as the broker is away: bounded
             logs.log_repeating(
@@ -269,7 +272,7 @@ class Processor(BatchSettlement):
                 # A refused record made the transaction fail (abortable), not Kafka.
                 self._records_refused(batch, RecordsRefused(refused, delivered=True), committing)
                 return
-            self._settle(batch, str(exc), self._recover(exc), committing)
+            self._settle(batch, str(exc), self._recover(exc, batch.started), committing)
             return
         except StuckCallError as exc:
             # The producer is wedged inside librdkafka: leave it behind, start a new one.

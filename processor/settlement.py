@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from processor.handler import Handled
 from processor.membership import GroupMember
@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 # After this many aborts in a row the transactional producer is replaced (see _recover).
 ABORTS_BEFORE_RESET = 2
+# How librdkafka reports a producer whose epoch was bumped under it (see _recover).
+_FENCED_CODES = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
 
 
 class FatalProcessorError(Exception):
@@ -57,6 +61,7 @@ class BatchSettlement:
     _stop: threading.Event
     _observe: ProcessorObservability
     _fatal: str | None
+    _fatal_error: KafkaError | None
     member: GroupMember
     _failures: RecordFailures
     _in_transaction: bool
@@ -132,7 +137,12 @@ class BatchSettlement:
         changes = self._failures.mark(refused.refusals)
         if not changes or self._fatal is not None:
             first = refused.refusals[0].error
-            self._settle(batch, str(refused), self._recover(KafkaException(first)), committing)
+            self._settle(
+                batch,
+                str(refused),
+                self._recover(KafkaException(first), batch.started),
+                committing,
+            )
             return
         self._counts["record_aborts"] += 1
         for change in changes:
@@ -149,17 +159,39 @@ class BatchSettlement:
         self._in_transaction = False
         self._settle(batch, str(refused), rewind(self.member.consumer, self._stop), committing)
 
-    def _recover(self, exc: KafkaException) -> dict[int, int]:
-        """Resolve the failed transaction and rewind; returns the committed offsets.
+    def _recover(self, exc: KafkaException, began: float) -> dict[int, int]:
+        """Resolve the failed transaction (begun at ``began``, ``time.monotonic()``) and
+        rewind; returns the committed offsets.
 
         An abortable error aborts and rewinds. When aborting fails, or the same producer keeps
         failing (for example after a broker outage outlived the transaction, where librdkafka
         can stay stuck acquiring a new producer epoch), the producer is replaced by a new one
         with the same transactional.id: its init_transactions aborts whatever the old one left
-        open, and the consumer rewinds to the committed offsets. A fenced or otherwise fatal
-        producer still ends the run: another instance owns our transactional.id.
+        open, and the consumer rewinds to the committed offsets.
+
+        A fenced producer ends the run (another instance owns our transactional.id), unless
+        the transaction had been open for ``transaction.timeout.ms`` or longer: then the
+        fencing is the transaction coordinator's own doing. It aborts a transaction that
+        outlived its timeout and bumps the producer epoch, which the producer can only report
+        as fenced (seen when the coordinator was SIGKILLed mid-commit: the new coordinator
+        took over a transaction already past its timeout). No other instance is involved, so
+        the producer is replaced like a wedged one. A younger transaction cannot have timed
+        out (the coordinator's clock starts after ours), so its fencing is real.
         """
         error = kafka_error(exc)
+        if error is not None and self._timed_out(error, began):
+            log.warning(
+                "transaction_timed_out",
+                extra={
+                    "error": error,
+                    "age_ms": round((time.monotonic() - began) * 1000),
+                    "transaction_timeout_ms": self._settings.transaction_timeout_ms,
+                },
+            )
+            self._fatal, self._fatal_error = None, None
+            self._replace_producer(str(error))
+            self._in_transaction = False
+            return rewind(self.member.consumer, self._stop)
         if error is None or error.fatal() or self._fatal is not None:
             raise FatalProcessorError(f"transaction failed: {exc}") from exc
         self._aborts_in_a_row += 1
@@ -175,6 +207,17 @@ class BatchSettlement:
             self._replace_producer(str(error))
         self._in_transaction = False
         return rewind(self.member.consumer, self._stop)
+
+    def _timed_out(self, error: KafkaError, began: float) -> bool:
+        """Whether ``error`` is the fencing of a transaction the coordinator timed out: the
+        producer fenced, the transaction open for at least ``transaction.timeout.ms``, and any
+        fatal error recorded meanwhile that same fencing."""
+        fenced = error.code() in _FENCED_CODES
+        old = (time.monotonic() - began) * 1000 >= self._settings.transaction_timeout_ms
+        recorded = self._fatal is None or (
+            self._fatal_error is not None and self._fatal_error.code() in _FENCED_CODES
+        )
+        return fenced and old and recorded
 
     def _replace_producer(self, reason: str, *, wedged: bool = False) -> None:
         try:
