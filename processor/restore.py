@@ -53,6 +53,14 @@ class RestoreError(Exception):
 
 
 _SETTLE_POLL_S = 0.05
+# Bound of one offsets query. A query for a partition whose leader just died waits for that
+# leader up to its timeout (seen: the whole restore deadline, 2 min); a short bound fails with
+# _TIMED_OUT instead, and the caller retries the restore once metadata has moved on.
+QUERY_TIMEOUT_S = 5.0
+
+
+def _query_timeout(deadline: float) -> float:
+    return max(1.0, min(QUERY_TIMEOUT_S, deadline - time.monotonic()))
 
 
 def wait_for_open_transactions(
@@ -69,15 +77,14 @@ def wait_for_open_transactions(
     Returns the seconds waited. An open transaction is resolved by its commit or abort marker,
     at the latest by the coordinator's abort after ``transaction.timeout.ms``; RestoreError
     when ``deadline`` (``time.monotonic()``) passes first, KafkaException when the offsets
-    cannot be queried.
+    cannot be queried (each query bounded by :data:`QUERY_TIMEOUT_S`; ``_TIMED_OUT`` when a
+    partition's leader does not answer in that time).
     """
     started = time.monotonic()
 
     def end(consumer: Consumer, number: int) -> int:
         _, high = consumer.get_watermark_offsets(
-            TopicPartition(topic, number),
-            timeout=max(1.0, deadline - time.monotonic()),
-            cached=False,
+            TopicPartition(topic, number), timeout=_query_timeout(deadline), cached=False
         )
         return int(high)
 
@@ -156,7 +163,7 @@ def restore_partitions(
         checkpoint = state.checkpoint()
         if checkpoint is not None:
             low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, number), timeout=max(1.0, deadline - time.monotonic())
+                TopicPartition(topic, number), timeout=_query_timeout(deadline)
             )
             reason = ""
             if checkpoint > high:
