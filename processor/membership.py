@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from prgate.state import SnapshotStore, StoreIdentity, StoreLocked, StoreResources
 from processor.observability import ProcessorObservability
@@ -91,7 +92,7 @@ class GroupMember:
         self.watchdog = ConsumerWatchdog()
         self._consumer: Consumer | None = None
         self._restorer: Consumer | None = None
-        self._log_end: Consumer | None = None
+        self._offsets: AdminClient | None = None
         self._cluster_id = ""
         # One block cache and write-buffer budget for all of this process's stores.
         self.store_resources = (
@@ -102,9 +103,9 @@ class GroupMember:
     def start(self) -> None:
         """Create the restore consumer (connected, leaders known) and join the group."""
         self._restorer = Consumer(self._settings.restore_config())
-        # Log ends as a read_uncommitted reader sees them: open transactions on the
-        # pull-requests partitions are waited for before a restore reads (processor/restore.py).
-        self._log_end = Consumer(self._settings.restore_config("read_uncommitted"))
+        # Last stable offsets and log ends: open transactions on the pull-requests partitions
+        # are waited for before a restore reads (processor/restore.py).
+        self._offsets = AdminClient(self._settings.client_config())
         # Connect and learn the partition leaders now, not inside the first assignment.
         metadata = self._restorer.list_topics(self._topics.pull_requests, METADATA_TIMEOUT_S)
         self._cluster_id = metadata.cluster_id or ""
@@ -166,7 +167,7 @@ class GroupMember:
                     topic,
                     opened,
                     max(1.0, deadline - time.monotonic()),
-                    log_end=self._log_end,
+                    offsets=self._offsets,
                 )
             )
         except BaseException:
@@ -227,11 +228,9 @@ class GroupMember:
                 self._consumer.close()
             except (KafkaException, RuntimeError) as exc:
                 log.warning("consumer_close_failed", extra={"error": exc})
-        for restorer in (self._restorer, self._log_end):
-            if restorer is None:
-                continue
+        if self._restorer is not None:
             try:
-                restorer.close()
+                self._restorer.close()
             except (KafkaException, RuntimeError) as exc:
                 log.warning("restore_consumer_close_failed", extra={"error": exc})
         self.states.close()

@@ -14,7 +14,8 @@ still on its way. The restore would then end at a last stable offset before the 
 last snapshots and the next command would be decided on an older version. So before reading,
 :func:`wait_for_open_transactions` waits until each partition's last stable offset (what a
 ``read_committed`` reader sees) has reached its log end (``read_uncommitted``) as of the start
-of the restore: every transaction that had written there is then committed or aborted.
+of the restore (both from the admin client's ListOffsets): every transaction that had written
+there is then committed or aborted.
 """
 
 from __future__ import annotations
@@ -22,9 +23,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka import admin as kafka_admin
+from confluent_kafka.admin import AdminClient
 
 from prgate.kafka import codec
 from prgate.v1.pull_request_pb2 import PullRequest
@@ -63,35 +74,56 @@ def _query_timeout(deadline: float) -> float:
     return max(1.0, min(QUERY_TIMEOUT_S, deadline - time.monotonic()))
 
 
-def wait_for_open_transactions(
-    committed: Consumer,
-    uncommitted: Consumer,
+def log_ends(
+    admin: AdminClient,
     topic: str,
     partitions: Sequence[int],
+    isolation: IsolationLevel,
     deadline: float,
+) -> dict[int, int]:
+    """Each partition's end as a reader with ``isolation`` sees it: the last stable offset
+    (READ_COMMITTED) or the high watermark (READ_UNCOMMITTED), from one ListOffsets.
+
+    The admin client looks each partition's leader up afresh, so a leader that just died is
+    not asked again (an idle consumer's cached metadata kept sending such queries to a dead
+    broker for a minute). Bounded by :data:`QUERY_TIMEOUT_S`; KafkaException (``_TIMED_OUT``
+    when the bound passed) when it fails.
+    """
+    timeout = _query_timeout(deadline)
+    latest = kafka_admin.OffsetSpec.latest()  # type: ignore[attr-defined,no-untyped-call]
+    futures = admin.list_offsets(
+        {TopicPartition(topic, n): latest for n in partitions},
+        isolation_level=isolation,
+        request_timeout=timeout,
+    )
+    ends: dict[int, int] = {}
+    for partition, future in futures.items():
+        try:
+            ends[partition.partition] = int(future.result(timeout=timeout + 1.0).offset)
+        except FutureTimeout as exc:
+            raise KafkaException(
+                KafkaError(KafkaError._TIMED_OUT, f"ListOffsets of {topic}", retriable=True)
+            ) from exc
+    return ends
+
+
+def wait_for_open_transactions(
+    admin: AdminClient, topic: str, partitions: Sequence[int], deadline: float
 ) -> float:
     """Wait until no transaction that had written to ``topic``'s ``partitions`` before this
-    call is open: each partition's last stable offset (``committed``, a ``read_committed``
-    consumer) has reached its log end as of now (``uncommitted``, a ``read_uncommitted`` one).
+    call is open: each partition's last stable offset (what a ``read_committed`` reader sees)
+    has reached its log end as of now (``read_uncommitted``), both from :func:`log_ends`.
 
     Returns the seconds waited. An open transaction is resolved by its commit or abort marker,
     at the latest by the coordinator's abort after ``transaction.timeout.ms``; RestoreError
     when ``deadline`` (``time.monotonic()``) passes first, KafkaException when the offsets
-    cannot be queried (each query bounded by :data:`QUERY_TIMEOUT_S`; ``_TIMED_OUT`` when a
-    partition's leader does not answer in that time).
+    cannot be queried.
     """
     started = time.monotonic()
-
-    def end(consumer: Consumer, number: int) -> int:
-        _, high = consumer.get_watermark_offsets(
-            TopicPartition(topic, number), timeout=_query_timeout(deadline), cached=False
-        )
-        return int(high)
-
-    ends = {number: end(uncommitted, number) for number in partitions}
+    ends = log_ends(admin, topic, partitions, IsolationLevel.READ_UNCOMMITTED, deadline)
     logged = False
     while True:
-        stable = {number: end(committed, number) for number in ends}
+        stable = log_ends(admin, topic, partitions, IsolationLevel.READ_COMMITTED, deadline)
         open_ = {n: (stable[n], ends[n]) for n in ends if stable[n] < ends[n]}
         if not open_:
             waited = time.monotonic() - started
@@ -127,7 +159,7 @@ def restore_partitions(
     topic: str,
     states: Mapping[int, PartitionState],
     timeout_s: float,
-    log_end: Consumer | None = None,
+    offsets: AdminClient | None = None,
 ) -> RestoreStats:
     """Bring each partition's state up to the end of its pull-requests partition.
 
@@ -140,10 +172,10 @@ def restore_partitions(
     becomes the final one.
 
     ``consumer`` must be an assign-only consumer with ``enable.partition.eof=true`` and
-    ``isolation.level=read_committed``; it is left unassigned. ``log_end``, a consumer with
-    ``isolation.level=read_uncommitted``, is used to wait for transactions still open on the
-    partitions first (:func:`wait_for_open_transactions`; without it the restore reads up to
-    the last stable offset as it is). A tombstone removes its key.
+    ``isolation.level=read_committed``; it is left unassigned. ``offsets``, an admin client,
+    is used to wait for transactions still open on the partitions first
+    (:func:`wait_for_open_transactions`; without it the restore reads up to the last stable
+    offset as it is). A tombstone removes its key.
     Raises :class:`RestoreError` after ``timeout_s`` or on a record that is not a usable
     snapshot (:func:`prgate.kafka.codec.decode_snapshot`, and it must have a key): a processor
     that ran on partial state would break the version sequence. KafkaException when the
@@ -155,8 +187,8 @@ def restore_partitions(
         return stats
     started = time.monotonic()
     deadline = started + timeout_s
-    if log_end is not None:
-        wait_for_open_transactions(consumer, log_end, topic, wanted, deadline)
+    if offsets is not None:
+        wait_for_open_transactions(offsets, topic, wanted, deadline)
     starts: list[TopicPartition] = []
     for number in wanted:
         state = states[number]

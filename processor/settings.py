@@ -183,15 +183,14 @@ class ProcessorSettings(KafkaSettings, PolicySettings, StateSettings):
             }
         )
 
-    def restore_config(self, isolation: str = "read_committed") -> dict[str, Any]:
-        """The assign-only consumer that reads the pull-requests topic on assignment (with
-        ``isolation="read_uncommitted"``: the one that asks for its partitions' log ends)."""
+    def restore_config(self) -> dict[str, Any]:
+        """The assign-only consumer that reads the pull-requests topic on assignment."""
         return self.client_config(
             **{
                 "group.id": f"{self.group_id}-restore",  # never joins, never commits
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                "isolation.level": isolation,
+                "isolation.level": "read_committed",
                 "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",
                 # The end of an empty or caught-up partition is only known from a fetch
