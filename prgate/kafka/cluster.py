@@ -36,7 +36,7 @@ from confluent_kafka.admin import AdminClient
 
 from prgate.kafka.local import LocalKafka, LocalKafkaError, broker_answers
 from prgate.kafka.node_config import HOST, random_cluster_id
-from prgate.kafka.provision import check_tools, default_kafka_home, provision
+from prgate.kafka.provision import check_tools, default_kafka_home, provision, provision_tools
 
 __all__ = ["LocalCluster", "NodeStatus", "coordinator_partition", "java_string_hash"]
 
@@ -297,9 +297,9 @@ class LocalCluster:
     def kafka_tool(self, main_class: str, *args: str, timeout: float = _TOOL_TIMEOUT_S) -> str:
         """Run one of Kafka's command-line tools from the provisioned jars; its stdout."""
         home = self.nodes[0].kafka_home or default_kafka_home()
-        libs = provision(home)
+        libs, tools = provision(home), provision_tools(home)
         java = check_tools(need_maven=False)
-        command = [java, "-Xmx128m", "-cp", f"{libs}/*", main_class, *args]
+        command = [java, "-Xmx128m", "-cp", f"{tools}/*:{libs}/*", main_class, *args]
         result = subprocess.run(
             command, capture_output=True, text=True, timeout=timeout, check=False
         )

@@ -111,8 +111,24 @@ def file_lock(path: Path, timeout: float) -> Iterator[None]:
 
 def provision(home: Path | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
     """Resolve Kafka's runtime jars into ``home/libs`` once; return that directory."""
-    home = home or default_kafka_home()
-    libs, marker = home / "libs", home / ".complete"
+    return _resolve(home or default_kafka_home(), "pom.xml", "libs", "kafka_2.13-*.jar", environ)
+
+
+def provision_tools(home: Path | None = None, *, environ: Mapping[str, str] | None = None) -> Path:
+    """Resolve Kafka's command-line tools (``kafka-tools`` and its dependencies,
+    prgate/kafka/tools-pom.xml) into ``home/tools`` once; return that directory."""
+    return _resolve(
+        home or default_kafka_home(), "tools-pom.xml", "tools", "kafka-tools-[0-9]*.jar", environ
+    )
+
+
+def _resolve(
+    home: Path, pom_name: str, directory: str, required: str, environ: Mapping[str, str] | None
+) -> Path:
+    """Copy the runtime dependencies of the packaged ``pom_name`` into ``home/directory`` with
+    Maven, once (a marker file per directory); ``required`` is a glob that must match a jar."""
+    libs = home / directory
+    marker = home / (".complete" if directory == "libs" else f".{directory}-complete")
     if marker.exists():
         return libs
     check_tools(need_maven=True, environ=environ)
@@ -121,11 +137,11 @@ def provision(home: Path | None = None, *, environ: Mapping[str, str] | None = N
     with file_lock(home / ".lock", _LOCK_TIMEOUT_S):
         if marker.exists():  # another process finished while we waited
             return libs
-        pom = home / "pom.xml"
-        pom.write_bytes(resources.files("prgate").joinpath("kafka/pom.xml").read_bytes())
-        staging = home / f"libs.partial-{os.getpid()}"
+        pom = home / pom_name
+        pom.write_bytes(resources.files("prgate").joinpath(f"kafka/{pom_name}").read_bytes())
+        staging = home / f"{directory}.partial-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        log.info("kafka_provision", extra={"version": KAFKA_VERSION, "home": home})
+        log.info("kafka_provision", extra={"version": KAFKA_VERSION, "home": home, "pom": pom_name})
         started = time.monotonic()
         cmd = [
             mvn,
@@ -144,9 +160,9 @@ def provision(home: Path | None = None, *, environ: Mapping[str, str] | None = N
             )
         except subprocess.TimeoutExpired as exc:
             raise LocalKafkaError(f"Maven did not finish in {_MAVEN_TIMEOUT_S:.0f}s") from exc
-        if result.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+        if result.returncode != 0 or not any(staging.glob(required)):
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
-            raise LocalKafkaError(f"Maven could not resolve Kafka {KAFKA_VERSION}:\n{tail}")
+            raise LocalKafkaError(f"Maven could not resolve {pom_name} ({KAFKA_VERSION}):\n{tail}")
         shutil.rmtree(libs, ignore_errors=True)
         staging.rename(libs)
         marker.write_text(KAFKA_VERSION + "\n")
@@ -155,6 +171,7 @@ def provision(home: Path | None = None, *, environ: Mapping[str, str] | None = N
             extra={
                 "jars": len(list(libs.iterdir())),
                 "seconds": round(time.monotonic() - started, 1),
+                "pom": pom_name,
             },
         )
     return libs
