@@ -162,7 +162,8 @@ def _resolve(
             raise LocalKafkaError(f"Maven did not finish in {_MAVEN_TIMEOUT_S:.0f}s") from exc
         if result.returncode != 0 or not any(staging.glob(required)):
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
-            raise LocalKafkaError(f"Maven could not resolve {pom_name} ({KAFKA_VERSION}):\n{tail}")
+            what = f"Kafka {KAFKA_VERSION}" + ("" if directory == "libs" else f" ({directory})")
+            raise LocalKafkaError(f"Maven could not resolve {what}:\n{tail}")
         shutil.rmtree(libs, ignore_errors=True)
         staging.rename(libs)
         marker.write_text(KAFKA_VERSION + "\n")
