@@ -38,6 +38,7 @@ RESTORE_BACKOFF_S = (0.2, 2.0)  # first and longest wait between restore attempt
 _TRANSIENT_CODES = frozenset(
     {
         KafkaError._DESTROY_BROKER,
+        KafkaError._NOENT,  # ListOffsets: "No leaders found" while a partition has none
         KafkaError._TRANSPORT,
         KafkaError._TIMED_OUT,
         KafkaError._ALL_BROKERS_DOWN,
@@ -92,7 +93,6 @@ class GroupMember:
         self.watchdog = ConsumerWatchdog()
         self._consumer: Consumer | None = None
         self._restorer: Consumer | None = None
-        self._offsets: AdminClient | None = None
         self._cluster_id = ""
         # One block cache and write-buffer budget for all of this process's stores.
         self.store_resources = (
@@ -103,9 +103,6 @@ class GroupMember:
     def start(self) -> None:
         """Create the restore consumer (connected, leaders known) and join the group."""
         self._restorer = Consumer(self._settings.restore_config())
-        # Last stable offsets and log ends: open transactions on the pull-requests partitions
-        # are waited for before a restore reads (processor/restore.py).
-        self._offsets = AdminClient(self._settings.client_config())
         # Connect and learn the partition leaders now, not inside the first assignment.
         metadata = self._restorer.list_topics(self._topics.pull_requests, METADATA_TIMEOUT_S)
         self._cluster_id = metadata.cluster_id or ""
@@ -167,7 +164,11 @@ class GroupMember:
                     topic,
                     opened,
                     max(1.0, deadline - time.monotonic()),
-                    offsets=self._offsets,
+                    # Last stable offsets and log ends, to wait for open transactions
+                    # (processor/restore.py). A new admin client per attempt: one kept across
+                    # a leader change went on sending its stale leader epoch
+                    # (FENCED_LEADER_EPOCH) for the whole restore deadline.
+                    offsets=AdminClient(self._settings.client_config()),
                 )
             )
         except BaseException:

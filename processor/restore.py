@@ -80,9 +80,12 @@ def log_ends(
     partitions: Sequence[int],
     isolation: IsolationLevel,
     deadline: float,
+    *,
+    start: bool = False,
 ) -> dict[int, int]:
     """Each partition's end as a reader with ``isolation`` sees it: the last stable offset
-    (READ_COMMITTED) or the high watermark (READ_UNCOMMITTED), from one ListOffsets.
+    (READ_COMMITTED) or the high watermark (READ_UNCOMMITTED), from one ListOffsets; with
+    ``start`` its log start offset instead.
 
     The admin client looks each partition's leader up afresh, so a leader that just died is
     not asked again (an idle consumer's cached metadata kept sending such queries to a dead
@@ -90,9 +93,10 @@ def log_ends(
     when the bound passed) when it fails.
     """
     timeout = _query_timeout(deadline)
-    latest = kafka_admin.OffsetSpec.latest()  # type: ignore[attr-defined,no-untyped-call]
+    spec_type = kafka_admin.OffsetSpec  # type: ignore[attr-defined]
+    spec = spec_type.earliest() if start else spec_type.latest()  # type: ignore[no-untyped-call]
     futures = admin.list_offsets(
-        {TopicPartition(topic, n): latest for n in partitions},
+        {TopicPartition(topic, n): spec for n in partitions},
         isolation_level=isolation,
         request_timeout=timeout,
     )
@@ -190,13 +194,22 @@ def restore_partitions(
     if offsets is not None:
         wait_for_open_transactions(offsets, topic, wanted, deadline)
     starts: list[TopicPartition] = []
+    warm = [n for n in wanted if states[n].checkpoint() is not None]
+    bounds: dict[int, tuple[int, int]] = {}
+    if warm and offsets is not None:
+        lows = log_ends(offsets, topic, warm, IsolationLevel.READ_COMMITTED, deadline, start=True)
+        highs = log_ends(offsets, topic, warm, IsolationLevel.READ_COMMITTED, deadline)
+        bounds = {n: (lows[n], highs[n]) for n in warm}
     for number in wanted:
         state = states[number]
         checkpoint = state.checkpoint()
         if checkpoint is not None:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, number), timeout=_query_timeout(deadline)
-            )
+            if number in bounds:
+                low, high = bounds[number]
+            else:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, number), timeout=_query_timeout(deadline)
+                )
             reason = ""
             if checkpoint > high:
                 reason = "ahead_of_log"

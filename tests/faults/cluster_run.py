@@ -193,6 +193,7 @@ def finish(run: Running, row: Row, cluster: LocalCluster) -> None:
     row.note(verdict.summary())
     verdict.assert_ok()
     assert verdict.completed == verdict.accepted >= 30, verdict.summary()
+    run.stack.assert_alive()  # also through the verification's minutes
 
 
 def start_load(run: Running) -> None:
