@@ -148,7 +148,6 @@ class GroupMember:
         revocation and restarts, so only the records after its checkpoint are replayed.
         Raises KafkaException or RestoreError when that fails (the opened stores are closed).
         """
-        assert self._restorer is not None
         topic = self._topics.pull_requests
         deadline = time.monotonic() + timeout_s
         # A partition restored again (a commit outcome in doubt) closes its store first: the
@@ -158,19 +157,24 @@ class GroupMember:
         try:
             for partition in partitions:
                 opened[partition] = self._open_state(topic, partition, deadline)
-            self.restores.append(
-                restore_partitions(
-                    self._restorer,
-                    topic,
-                    opened,
-                    max(1.0, deadline - time.monotonic()),
-                    # Last stable offsets and log ends, to wait for open transactions
-                    # (processor/restore.py). A new admin client per attempt: one kept across
-                    # a leader change went on sending its stale leader epoch
-                    # (FENCED_LEADER_EPOCH) for the whole restore deadline.
-                    offsets=AdminClient(self._settings.client_config()),
+            # New clients per attempt: ones kept across a leader change went on asking the
+            # old leader, the admin client with its stale leader epoch (FENCED_LEADER_EPOCH)
+            # for the whole restore deadline, the consumer fetching from a partitioned-off
+            # broker until its socket timed out (60 s).
+            reader = Consumer(self._settings.restore_config())
+            try:
+                self.restores.append(
+                    restore_partitions(
+                        reader,
+                        topic,
+                        opened,
+                        max(1.0, deadline - time.monotonic()),
+                        # Last stable offsets and log ends, to wait for open transactions.
+                        offsets=AdminClient(self._settings.client_config()),
+                    )
                 )
-            )
+            finally:
+                _close_quietly(reader)
         except BaseException:
             for state in opened.values():
                 state.close()
@@ -327,3 +331,10 @@ class GroupMember:
         numbers = sorted(tp.partition for tp in partitions)
         self.states.drop(numbers)
         log.warning("partitions_lost", extra={"partitions": ",".join(map(str, numbers))})
+
+
+def _close_quietly(consumer: Consumer) -> None:
+    try:
+        consumer.close()
+    except (KafkaException, RuntimeError) as exc:
+        log.warning("restore_consumer_close_failed", extra={"error": exc})
