@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -29,6 +29,7 @@ from processor.watchdog import ConsumerWatchdog
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.1  # bounds how long a stop request waits for the loop
+_T = TypeVar("_T")  # what one consume() call returns a list of (Message)
 LOCK_WAIT_S = 5.0  # longest wait for a store another process holds (then: state in memory)
 RESTORE_BACKOFF_S = (0.2, 2.0)  # first and longest wait between restore attempts
 
@@ -92,6 +93,7 @@ class GroupMember:
         self._consumer: Consumer | None = None
         self._restorer: Consumer | None = None
         self._cluster_id = ""
+        self._last_batch = 0  # commands in the previous batch: whether waiting for more pays
         # One block cache and write-buffer budget for all of this process's stores.
         self.store_resources = (
             StoreResources(settings.state_memory()) if settings.state_path is not None else None
@@ -117,16 +119,22 @@ class GroupMember:
         return self.consumer.list_topics(topic, timeout)
 
     def next_batch(self) -> list[Message]:
-        """Wait (bounded) for a first command, then take what arrives within the batch wait."""
-        consumer = self.consumer
-        batch = consumer.consume(1, IDLE_POLL_S)
-        if batch and self._settings.batch_max_records > 1:
-            batch.extend(
-                consumer.consume(
-                    self._settings.batch_max_records - 1,
-                    self._settings.batch_max_wait_ms / 1000,
-                )
-            )
+        """Wait (bounded) for a first command, then take what arrives within the batch wait.
+
+        The wait is adaptive: only after a batch of more than one command (commands arrive
+        while transactions commit, so waiting fills the next one) does it wait up to
+        ``batch_max_wait_ms`` for more; after a lone command it takes only what is already
+        fetched, so a command at low load is not held back for company that does not come.
+        """
+        settings = self._settings
+        batch = take_batch(
+            self.consumer.consume,
+            settings.batch_max_records,
+            settings.batch_max_wait_ms / 1000,
+            self._last_batch,
+        )
+        if batch:
+            self._last_batch = len(batch)
         return batch
 
     def delivered(self) -> None:
@@ -317,3 +325,16 @@ class GroupMember:
         numbers = sorted(tp.partition for tp in partitions)
         self.states.drop(numbers)
         log.warning("partitions_lost", extra={"partitions": ",".join(map(str, numbers))})
+
+
+def take_batch(
+    consume: Callable[[int, float], list[_T]], most: int, wait_s: float, last: int
+) -> list[_T]:
+    """One batch from ``consume(n, timeout_s)`` (a consumer's ``consume``): wait up to
+    :data:`IDLE_POLL_S` for a first record, then take up to ``most`` in all, waiting up to
+    ``wait_s`` for them only when the previous batch had ``last`` > 1 records, else taking
+    only what is already fetched (timeout 0)."""
+    batch = consume(1, IDLE_POLL_S)
+    if batch and most > 1:
+        batch.extend(consume(most - 1, wait_s if last > 1 else 0.0))
+    return batch
