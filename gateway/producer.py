@@ -2,9 +2,8 @@
 
 ``send`` returns only once the broker acknowledged the record (acks=all, idempotent producer):
 that acknowledgement is what makes a command ACCEPTED. confluent-kafka's producer is blocking,
-so one dedicated thread calls ``poll`` to serve delivery reports and hands the reports of each
-``poll`` to the event loop together, with one ``call_soon_threadsafe`` (one wake-up of the loop
-for all of them, not one per record); ``produce`` itself never blocks (a full local queue
+so one dedicated thread calls ``poll`` to serve delivery reports and hands each report to the
+event loop with ``call_soon_threadsafe``; ``produce`` itself never blocks (a full local queue
 raises BufferError instead), so it is called on the loop.
 """
 
@@ -74,8 +73,6 @@ class CommandProducer:
         self._fatal = False  # the idempotent producer hit a fatal error: unusable for good
         self._closed = False
         self.last_error: str = ""
-        # Delivery reports served by the current poll (poll thread only), handed over after it.
-        self._reports: list[tuple[asyncio.Future[None], KafkaError | None]] = []
 
     async def start(self) -> None:
         """Create the producer and start its poll thread."""
@@ -112,11 +109,13 @@ class CommandProducer:
             self._topic, envelope, reply_to=reply_to, traceparent=traceparent
         )
         acked: asyncio.Future[None] = self._loop.create_future()
-        reports = self._reports
+        loop = self._loop
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            # Runs on the poll thread, inside poll(); _hand_over passes it to the loop.
-            reports.append((acked, err))
+            # Runs on the poll thread; the future belongs to the loop.
+            # RuntimeError: the loop is already closed, nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._settle, acked, err)
 
         try:
             self._producer.produce(
@@ -141,20 +140,6 @@ class CommandProducer:
                 f"no acknowledgement from Kafka within {timeout:.3g}s for command "
                 f"{envelope.command_id} on {self._topic}"
             ) from exc
-
-    def _hand_over(self) -> None:
-        """Poll thread: pass the reports the last poll served to the loop, in one call."""
-        if not self._reports or self._loop is None:
-            return
-        served = self._reports[:]
-        self._reports.clear()  # the same list on_delivery appends to
-        # RuntimeError: the loop is already closed, nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._settle_all, served)
-
-    def _settle_all(self, served: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:
-        for acked, err in served:
-            self._settle(acked, err)
 
     def _settle(self, acked: asyncio.Future[None], err: KafkaError | None) -> None:
         if err is None:
@@ -204,20 +189,17 @@ class CommandProducer:
         try:
             while not self._stop.is_set():
                 producer.poll(_POLL_INTERVAL_S)
-                self._hand_over()
                 if not self._healthy and time.monotonic() >= next_probe:
                     # librdkafka reports losing the broker but not getting it back: while
                     # unhealthy, ask for metadata now and then (bounded) to notice recovery.
                     next_probe = time.monotonic() + _PROBE_INTERVAL_S
                     self._probe(producer)
             remaining = producer.flush(self._flush_timeout)
-            self._hand_over()
             if remaining:
                 log.warning("producer_flush_incomplete", extra={"remaining": remaining})
                 # Fail what is left right away instead of leaving callers to their deadlines.
                 producer.purge(in_queue=True, in_flight=True, blocking=False)
                 producer.poll(0)
-                self._hand_over()
             producer.close()
         except Exception:
             log.exception("producer_poll_thread_failed")
