@@ -37,8 +37,8 @@ $(GHZ): | $(STAMP)
 	GOBIN=$(abspath $(BIN)) go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
 # Debian packages the tests use, installed with apt-get when missing (sudo unless root):
-# kcat (the README's kcat recipe, tests/e2e/test_decode.py), iproute2 (ip, tc).
-DEBIAN_PACKAGES := kcat iproute2
+# kcat (the README's kcat recipe, tests/e2e/test_decode.py), iproute2 (ip, tc), curl (Connect tests).
+DEBIAN_PACKAGES := kcat iproute2 curl
 
 debian-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
