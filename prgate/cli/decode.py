@@ -48,6 +48,7 @@ from prgate.kafka.contract import (
     TYPE_PULL_REQUEST,
 )
 from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.topics import list_topics
 from prgate.settings import add_arguments, load
 
 EXIT_OK, EXIT_FAILED, EXIT_NOT_REACHED = 0, 1, 3
@@ -137,7 +138,7 @@ def _partitions(kafka: KafkaSettings, topic: str) -> list[int]:
     admin = AdminClient(kafka.client_config(log_level=4))
     try:
         # All topics: asking for one by name could make a broker auto-create it.
-        metadata = admin.list_topics(timeout=METADATA_TIMEOUT)
+        metadata = list_topics(admin, METADATA_TIMEOUT)
     except KafkaException as exc:
         raise DecodeFailed(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
     described = metadata.topics.get(topic)

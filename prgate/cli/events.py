@@ -35,6 +35,7 @@ from confluent_kafka.admin._listoffsets import OffsetSpec  # not re-exported for
 from prgate.cli import render
 from prgate.kafka import codec
 from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.topics import list_topics
 from prgate.settings import add_arguments, load
 
 EXIT_OK, EXIT_FAILED, EXIT_NOT_REACHED = 0, 1, 3
@@ -66,7 +67,7 @@ def start_offsets(
     try:
         # All topics: asking for one by name lets a broker with auto.create.topics.enable
         # create it, and a tail must never create the events topic.
-        metadata = admin.list_topics(timeout=METADATA_TIMEOUT)
+        metadata = list_topics(admin, METADATA_TIMEOUT)
     except KafkaException as exc:
         raise TailError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
     described = metadata.topics.get(topic)

@@ -71,6 +71,26 @@ def _admin(kafka: KafkaSettings) -> AdminClient:
     return AdminClient(kafka.client_config())
 
 
+# How long one metadata request may block in librdkafka; Ctrl-C is seen between slices.
+METADATA_SLICE_S = 0.25
+
+
+def list_topics(admin: AdminClient, timeout: float) -> Any:
+    """``admin.list_topics(timeout=timeout)`` (every topic: asking for one by name could make
+    a broker auto-create it), asked in slices of :data:`METADATA_SLICE_S` so the calling
+    thread gets back to Python between them: a blocked ``list_topics`` holds off
+    KeyboardInterrupt (Ctrl-C) for the whole timeout. Raises the last KafkaException once
+    ``timeout`` seconds have passed without an answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return admin.list_topics(timeout=max(0.001, min(METADATA_SLICE_S, left)))
+        except KafkaException:
+            if time.monotonic() >= deadline:
+                raise
+
+
 def read_states(
     admin: AdminClient, names: Sequence[str], timeout: float
 ) -> dict[str, TopicState | None]:
