@@ -53,6 +53,8 @@ from prgate.settings import add_arguments, load, setting
 from prgate.v1 import command_service_pb2 as svc
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_NO_ANSWER = 0, 1, 2, 3
+# A full session (10,000 pull requests, ids of 128 bytes) is about 4 MB.
+MAX_SESSION_BYTES = 16 * 1024 * 1024
 NO_ANSWER = (Unavailable, DeadlineExceeded, ResourceExhausted)
 
 
@@ -99,7 +101,11 @@ class ClientSettings:
         if path is None:
             return Session()
         try:
-            return Session.from_json(path.read_text(encoding="utf-8"))
+            with path.open("rb") as kept:
+                data = kept.read(MAX_SESSION_BYTES + 1)
+            if len(data) > MAX_SESSION_BYTES:
+                raise ValueError(f"larger than {MAX_SESSION_BYTES} bytes: not a session file")
+            return Session.from_json(data.decode("utf-8"))
         except FileNotFoundError:
             return Session()
         except (OSError, ValueError) as exc:

@@ -123,21 +123,39 @@ class Session:
 
     @classmethod
     def from_json(cls, text: str, max_entries: int = DEFAULT_MAX_ENTRIES) -> Session:
-        """A session from :meth:`to_json`'s text; ValueError when it is not that."""
-        data = json.loads(text)
+        """A session from :meth:`to_json`'s text; ValueError when it is not that (also for
+        JSON nested too deep to read, a version that is not an integer in 0..2^63-1, or an
+        empty id or token: a hand-edited version far above the gateway's would make the
+        session keep that token forever)."""
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ValueError("not a prgate client session (nested too deep)") from None
         if not isinstance(data, dict) or not isinstance(data.get("tokens"), list):
             raise ValueError("not a prgate client session")
         session = cls(max_entries)
         for entry in data["tokens"]:
-            if (
-                not isinstance(entry, list)
-                or len(entry) != 3
-                or not isinstance(entry[0], str)
-                or not isinstance(entry[1], int)
-                or not isinstance(entry[2], str)
-            ):
+            if not _is_entry(entry):
                 raise ValueError("not a prgate client session")
             session.remember(entry[0], entry[1], entry[2])
         latest = data.get("latest", "")
         session._latest = latest if isinstance(latest, str) else ""
         return session
+
+
+MAX_VERSION = 2**63 - 1  # versions are int64 (pull_request.proto)
+
+
+def _is_entry(entry: Any) -> bool:
+    """Whether ``entry`` is ``[pull request id, version, token]`` as :meth:`Session.to_json`
+    writes it."""
+    return (
+        isinstance(entry, list)
+        and len(entry) == 3
+        and isinstance(entry[0], str)
+        and bool(entry[0])
+        and type(entry[1]) is int
+        and 0 <= entry[1] <= MAX_VERSION
+        and isinstance(entry[2], str)
+        and bool(entry[2])
+    )

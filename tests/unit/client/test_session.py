@@ -181,3 +181,50 @@ def test_prgate_pr_keeps_tokens_between_runs(
     assert cli_main(["pr", "get", "pr-1"]) == 0
     assert "ignoring" in capsys.readouterr().err
     assert Session.from_json(state.read_text()).token("pr-1") == "t3"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000,  # json.loads' RecursionError escaped from_json and crashed `prgate pr`
+        '{"tokens": [["pr-1", true, "t"]]}',
+        '{"tokens": [["pr-1", -1, "t"]]}',
+        # A hand-edited version above any real one: the token would be kept forever.
+        f'{{"tokens": [["pr-1", {2**63}, "t"]]}}',
+        '{"tokens": [["pr-1", 1.5, "t"]]}',
+        '{"tokens": [["", 1, "t"]]}',
+        '{"tokens": [["pr-1", 1, ""]]}',
+        '{"tokens": [["pr-1", 1, "t", "extra"]]}',
+    ],
+)
+def test_a_session_file_that_is_not_one_is_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError, match="not a prgate client session"):
+        Session.from_json(text)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[" * 100_000,
+        b"\xff\xfe not utf-8",
+        b'{"tokens": [["pr-1", 99999999999999999999999, "t1"]]}',
+        b" " * (16 * 1024 * 1024 + 1),  # larger than any session: not read whole
+    ],
+)
+def test_prgate_pr_replaces_a_broken_session_file_with_a_warning(
+    fake: FakeGateway,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: bytes,
+) -> None:
+    state = tmp_path / "tokens.json"
+    state.write_bytes(content)
+    monkeypatch.setenv("PRGATE_TARGET", fake.target)
+    monkeypatch.setenv("PRGATE_CONSISTENCY_FILE", str(state))
+    fake.script("GetPullRequest", got(2, "t2"))
+    assert cli_main(["pr", "get", "pr-1"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: ignoring {state}" in err and "Traceback" not in err
+    assert fake.calls_of("GetPullRequest")[0].request.consistency_token == ""
+    assert Session.from_json(state.read_text()).token("pr-1") == "t2"
