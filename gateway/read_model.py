@@ -197,10 +197,12 @@ class ReadModel:
 
     def stats(self) -> dict[str, int]:
         """Entities, records read, garbage, tombstones, stale snapshots, updates, folded
-        results, version waits (and those timed out), watchers, consumer errors."""
+        results, version waits (and those timed out), calls waiting for a version now,
+        watchers, consumer errors."""
         return {
             "entities": len(self._store),
             **self._counts,
+            "version_waiters": sum(len(w) for w in self._version_waiters.values()),
             "watchers": self._hub.watchers(),
             "errors": self._tail.errors,
         }

@@ -91,6 +91,14 @@ class GatewaySettings(PolicySettings, StateSettings):
         " every gateway but can be forged by anyone who knows them)",
         secret=True,
     )
+    page_token_accepted_secret: str = setting(
+        "",
+        "PRGATE_PAGE_TOKEN_ACCEPTED_SECRET",
+        "a second secret whose page and consistency tokens are accepted but never issued, to"
+        " rotate PRGATE_PAGE_TOKEN_SECRET without refusing tokens in flight: roll out the new"
+        " secret here, then swap the two, then empty this",
+        secret=True,
+    )
     max_concurrent_rpcs: int = setting(
         20_000, "PRGATE_MAX_CONCURRENT_RPCS", "calls served at once; beyond it RESOURCE_EXHAUSTED"
     )
