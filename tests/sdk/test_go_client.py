@@ -64,6 +64,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     return gen, example, tmp / "example-bin"
 
 
+def test_the_go_session_interceptors_pass_their_tests(built: tuple[Path, Path, Path]) -> None:
+    """``sdk/go/example/consistency_test.go``: a refused token is forgotten, by the unary
+    interceptor (and the call made again without it) and by the stream interceptor (the next
+    watch goes without it; it was kept, so every later watch was refused again)."""
+    _, example, _ = built
+    done = run([go(), "test", "-count=1", "-v", "./..."], example, timeout=600)
+    passed = re.findall(r"^--- PASS: (\w+)", done.stdout, re.M)
+    assert "TestARefusedTokenOnAWatchIsForgottenSoTheNextWatchWorks" in passed, done.stdout
+
+
 @pytest.mark.timeout(900)  # the first run installs two plugins and fills Go's build cache
 def test_generated_go_client_drives_a_pull_request(
     gateway: GatewayProcess, stack: Stack, built: tuple[Path, Path, Path]

@@ -181,7 +181,10 @@ func (s *session) unary(ctx context.Context, method string, req, reply any, cc *
 	return err
 }
 
-// stream is the grpc.StreamClientInterceptor (WatchCommand, WatchPullRequest).
+// stream is the grpc.StreamClientInterceptor (WatchCommand, WatchPullRequest). A stream
+// cannot be made again transparently (its request is sent), so a refused token ends it with
+// the gateway's INVALID_ARGUMENT as before, but is forgotten: the caller's next watch goes
+// without it instead of being refused again and again.
 func (s *session) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	inner, err := streamer(ctx, desc, cc, method, opts...)
 	if err != nil {
@@ -193,10 +196,14 @@ func (s *session) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cl
 type sessionStream struct {
 	grpc.ClientStream
 	session *session
+	token   string // the session's token sent with the request ("" when none)
 }
 
 func (w *sessionStream) SendMsg(m any) error {
-	sent, _ := w.session.stamped(m)
+	sent, token := w.session.stamped(m)
+	if token != "" {
+		w.token = token
+	}
 	return w.ClientStream.SendMsg(sent)
 }
 
@@ -204,6 +211,8 @@ func (w *sessionStream) RecvMsg(m any) error {
 	err := w.ClientStream.RecvMsg(m)
 	if err == nil {
 		w.session.take(m)
+	} else if w.token != "" && tokenRefused(err) {
+		w.session.forget(w.token)
 	}
 	return err
 }
