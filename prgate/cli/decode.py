@@ -131,6 +131,11 @@ def record_line(
         except DecodeError as exc:
             line["value_base64"] = base64.b64encode(value).decode()
             line["error"] = f"not a {message_type}: {exc}"
+        except (json_format.Error, ValueError, TypeError) as exc:
+            # Parsed, but not showable as JSON (a Timestamp out of range): bytes prgate never
+            # wrote; shown as the line of any undecodable record instead of a traceback.
+            line["value_base64"] = base64.b64encode(value).decode()
+            line["error"] = f"{message_type} cannot be shown as JSON: {exc}"
     return line
 
 
