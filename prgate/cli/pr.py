@@ -47,10 +47,10 @@ from prgate.client import (
     Unavailable,
     tls_credentials,
 )
-from prgate.client.connection import DEFAULT_TARGET, DEFAULT_TIMEOUT
+from prgate.client.connection import DEFAULT_TARGET, DEFAULT_TIMEOUT, read_pem
 from prgate.client.errors import error_from_result
 from prgate.client.requests import CONCLUSIONS, MODES, STATUSES, TERMINAL
-from prgate.settings import add_arguments, load, setting
+from prgate.settings import SettingsError, add_arguments, load, setting
 from prgate.v1 import command_service_pb2 as svc
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_NO_ANSWER = 0, 1, 2, 3
@@ -94,6 +94,21 @@ class ClientSettings:
         "where `prgate pr` keeps the consistency tokens of its answers between runs, for"
         " read-your-writes on any gateway (empty: none kept)",
     )
+
+    def __post_init__(self) -> None:
+        """SettingsError (exit 2) for what no call could use: an empty target, a TLS file
+        missing or not PEM, a client certificate without its key."""
+        if not self.target.strip():
+            raise SettingsError("invalid setting --target / PRGATE_TARGET: empty (host:port)")
+        for name in ("ca", "cert", "key"):
+            path = getattr(self, f"client_tls_{name}_file")
+            try:
+                _ = path and read_pem(path)
+            except ValueError as exc:
+                flag = f"--tls-{name}-file / PRGATE_CLIENT_TLS_{name.upper()}_FILE"
+                raise SettingsError(f"invalid setting {flag}: {exc}") from None
+        if bool(self.client_tls_cert_file) != bool(self.client_tls_key_file):
+            raise SettingsError("invalid setting --tls-cert-file / --tls-key-file: give both")
 
     def session(self) -> Session:
         """The session kept in ``consistency_file`` (a new one when there is none, or the file
