@@ -96,10 +96,13 @@ class ClientSettings:
     )
 
     def __post_init__(self) -> None:
-        """SettingsError (exit 2) for what no call could use: an empty target, a TLS file
-        missing or not PEM, a client certificate without its key."""
+        """SettingsError (exit 2) for an empty target: no call could use it."""
         if not self.target.strip():
             raise SettingsError("invalid setting --target / PRGATE_TARGET: empty (host:port)")
+
+    def _tls_files(self) -> None:
+        """SettingsError naming the setting of a TLS file that is missing or not PEM, or a
+        client certificate without its key (grpc would log it and fail every call)."""
         for name in ("ca", "cert", "key"):
             path = getattr(self, f"client_tls_{name}_file")
             try:
@@ -153,6 +156,7 @@ class ClientSettings:
 
     def client(self, session: Session | None = None) -> Client:
         credentials = None
+        self._tls_files()
         if self.client_tls or self.client_tls_ca_file or self.client_tls_cert_file:
             credentials = tls_credentials(
                 self.client_tls_ca_file or None,
