@@ -11,8 +11,9 @@ The configuration file (``--config FILE`` or ``PRGATE_CONFIG_FILE``) is TOML, re
 dashes: ``listen``, ``bootstrap_servers``), with TOML values (``partitions = 12``,
 ``tls = true``) or strings parsed as the environment's are; a dict setting
 (``kafka_properties``) is a table of strings. Like the environment, one file can serve every
-process: a key that is not a setting of this command is ignored. A value of the wrong type
-stops the process with the file, the key and the reason.
+process: a key that is not a setting of this command is ignored, but a key that is no setting
+of any prgate command (:data:`prgate.setting_names.SETTING_NAMES`: a typo, a section) is
+refused. A value of the wrong type stops the process with the file, the key and the reason.
 
 Every refused value raises :class:`SettingsError` (a ``ValueError``): each process turns it
 into one line naming the setting and exit code 2. The message never holds the value of a
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import functools
 import math
 import os
@@ -35,6 +37,8 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+from prgate.setting_names import SETTING_NAMES
 
 T = TypeVar("T")
 N = TypeVar("N", int, float)
@@ -306,6 +310,7 @@ def load(
     env = os.environ if environ is None else environ
     path = config_path(args, env)
     from_file = read_config_file(path) if path else {}
+    _check_known(from_file, cls, path)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         kind = _field_type(cls, f)
@@ -334,6 +339,25 @@ def load(
             )
             raise SettingsError(f"invalid setting {where}: {_problem(exc, f, kind, raw)}") from None
     return cls(**values)
+
+
+def _check_known(from_file: Mapping[str, Any], cls: type, path: str | None) -> None:
+    """SettingsError for a file key that is no setting of any prgate command (nor of
+    ``cls``): a typo or a section, which would otherwise be ignored without a word."""
+    known = SETTING_NAMES | {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(from_file) - known)
+    if not unknown:
+        return
+    close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    table = (
+        " (a table: settings are top-level keys)" if isinstance(from_file[unknown[0]], dict) else ""
+    )
+    raise SettingsError(
+        f"configuration file {path}: {unknown[0]!r} is not a setting of any prgate command"
+        f"{hint}{table}; keys are the settings' names, as in the README's configuration"
+        " reference"
+    )
 
 
 def redacted(obj: Any) -> dict[str, Any]:

@@ -154,7 +154,7 @@ def test_config_file_below_environment_and_flags(tmp_path: Path) -> None:
         "ratio = 2\n"
         "enabled = true\n"
         'limit = "9"\n'
-        "not_a_sample_setting = 1\n"
+        'instance_id = "p-1"\n'  # the processor's: ignored here
         "[props]\n"
         'debug = "eos,broker"\n'
         "linger_ms = 5\n"
@@ -421,3 +421,55 @@ def test_empty_values_mean_the_documented_things() -> None:
         Sample, None, environ={"PRGATE_T_LIMIT": "", "PRGATE_T_ENABLED": "", "PRGATE_T_PROPS": ""}
     )
     assert (loaded.limit, loaded.enabled, loaded.props) == (None, False, {})
+
+
+def test_the_known_setting_names_are_every_settings_class_s() -> None:
+    import dataclasses
+
+    from archive.audit import AuditSettings
+    from archive.settings import ArchiveSettings
+    from gateway.settings import GatewaySettings
+    from prgate.cli.pr import ClientSettings
+    from prgate.cli.topics import TopicsCommandSettings
+    from prgate.kafka.local import LocalKafkaSettings
+    from prgate.setting_names import SETTING_NAMES
+    from processor.settings import ProcessorSettings
+
+    classes = (
+        AuditSettings,
+        ArchiveSettings,
+        GatewaySettings,
+        ClientSettings,
+        TopicsCommandSettings,
+        LocalKafkaSettings,
+        KafkaSettings,
+        ProcessorSettings,
+    )
+    names = {f.name for cls in classes for f in dataclasses.fields(cls)}
+    assert not names - SETTING_NAMES, f"add to prgate/setting_names.py: {names - SETTING_NAMES}"
+    assert not SETTING_NAMES - names, f"remove from it: {SETTING_NAMES - names}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # A typo was ignored without a word: the gateway ran on the default brokers.
+        (
+            'bootstrap_server = "kafka:9092"\n',
+            "'bootstrap_server' .*did you mean bootstrap_servers",
+        ),
+        ('[gateway]\nlisten = "0.0.0.0:50051"\n', "'gateway' .*a table: settings are top-level"),
+        ('nmae = "x"\n', "'nmae' is not a setting of any prgate command .*did you mean name"),
+    ],
+)
+def test_a_key_that_is_no_setting_of_any_command_is_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    assert re.search(message, refused(tmp_path, text)), refused(tmp_path, text)
+
+
+def test_keys_of_other_commands_are_still_ignored(tmp_path: Path) -> None:
+    config = tmp_path / "shared.toml"
+    config.write_text('name = "mine"\ninstance_id = "p-7"\nlisten = "0.0.0.0:1"\ntarget = "gw:1"\n')
+    loaded = load(Sample, None, environ={"PRGATE_CONFIG_FILE": str(config)})
+    assert loaded.name == "mine"
