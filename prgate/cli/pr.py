@@ -10,9 +10,9 @@
 Exit codes: 0 done; 1 refused (INVALID_ARGUMENT, FAILED_PRECONDITION, NOT_FOUND, ABORTED,
 ALREADY_EXISTS, and also UNAUTHENTICATED, PERMISSION_DENIED, INTERNAL); 2 usage or a refused
 setting; 3 no answer (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED; also a ``--max`` not
-reached within ``--timeout``); 130 Ctrl-C (:mod:`prgate.cli.entry`). Errors print the code,
-the message and every violation on stderr (and with ``--json`` the ``google.rpc.Status`` as
-JSON on stdout), never a traceback.
+reached within ``--timeout``); 130 Ctrl-C, 141 stdout's reader gone (:mod:`prgate.cli.entry`).
+Errors print the code, the message and every violation on stderr (and with ``--json`` the
+``google.rpc.Status`` as JSON on stdout), never a traceback.
 
 Read-your-writes from one command line to the next, on any gateway: the client's consistency
 tokens (:class:`prgate.client.Session`) are kept in ``PRGATE_CONSISTENCY_FILE`` (default

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from prgate.v1 import pull_request_pb2, query_service_pb2
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -218,3 +220,40 @@ def test_ctrl_c_while_the_cli_is_still_importing_ends_with_130(
     monkeypatch.delitem(sys.modules, "prgate.cli.main", raising=False)
     monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
     assert entry.main() == 130
+
+
+def test_a_reader_that_goes_away_ends_the_command_with_141_not_a_traceback() -> None:
+    """Attack: ``prgate pr watch ID --json | head -c 100``. The reader closes the pipe; the
+    next print raised BrokenPipeError with a traceback. Now exit 141 (as SIGPIPE ends
+    ``cat``) and nothing on stderr."""
+    from tests.unit.client.fake_gateway import FakeGateway
+
+    fake = FakeGateway().start()
+    try:
+        versions = [
+            query_service_pb2.WatchPullRequestResponse(
+                pull_request=pull_request_pb2.PullRequest(
+                    pull_request_id="pr-1", version=v, title="x" * 200
+                ),
+                consistency_token="t",
+            )
+            for v in range(1, 2000)
+        ]
+        fake.script("WatchPullRequest", versions)
+        watch = ["pr", "watch", "pr-1", "--json", "--max", "1999", "--target", fake.target]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "prgate.cli", *watch],
+            cwd=ROOT,
+            env={**os.environ, "PRGATE_CONSISTENCY_FILE": ""},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.read(100)  # the reader takes a little, then goes away
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 141, stderr
+    finally:
+        fake.stop()
+    assert first.startswith(b"{")
+    assert stderr == "", stderr
