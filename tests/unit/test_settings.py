@@ -473,3 +473,29 @@ def test_keys_of_other_commands_are_still_ignored(tmp_path: Path) -> None:
     config.write_text('name = "mine"\ninstance_id = "p-7"\nlisten = "0.0.0.0:1"\ntarget = "gw:1"\n')
     loaded = load(Sample, None, environ={"PRGATE_CONFIG_FILE": str(config)})
     assert loaded.name == "mine"
+
+
+def test_a_bootstrap_servers_property_conflicting_with_the_setting_is_refused(
+    tmp_path: Path,
+) -> None:
+    """It silently won over KAFKA_BOOTSTRAP_SERVERS, which the logs and checks still named."""
+    with pytest.raises(SettingsError, match=r"bootstrap\.servers conflicts with"):
+        load(
+            KafkaSettings,
+            None,
+            environ={
+                "KAFKA_BOOTSTRAP_SERVERS": "a:9092",
+                "PRGATE_KAFKA_PROPERTIES": "bootstrap.servers=b:9092",
+            },
+        )
+    properties = tmp_path / "client.properties"
+    properties.write_text("bootstrap.servers=b:9092\n")
+    with pytest.raises(SettingsError, match=r"bootstrap\.servers conflicts with"):
+        load(KafkaSettings, None, environ={"PRGATE_KAFKA_PROPERTIES_FILE": str(properties)})
+
+
+def test_a_properties_file_that_is_not_text_names_the_setting(tmp_path: Path) -> None:
+    properties = tmp_path / "client.properties"
+    properties.write_bytes(b"sasl.password=\xff\xfe\n")
+    with pytest.raises(SettingsError, match="cannot read --kafka-properties-file"):
+        load(KafkaSettings, None, environ={"PRGATE_KAFKA_PROPERTIES_FILE": str(properties)})
