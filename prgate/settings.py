@@ -127,6 +127,24 @@ def _kind_of(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def count_flag(kind: type[N]) -> typing.Callable[[str], N]:
+    """An argparse ``type`` for a command's own numeric flag (``--max``, ``--timeout``,
+    ``--start-offset``): a finite number >= 0, else argparse's usage error (exit 2) naming
+    the flag; a negative one used to end a run at once or be sent to the gateway."""
+
+    def parse(raw: str) -> N:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {raw!r}") from None
+        try:
+            return _counted(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
 _COMMA = "\x00"  # stands for an escaped comma while a line is split
 
 

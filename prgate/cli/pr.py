@@ -50,7 +50,7 @@ from prgate.client import (
 from prgate.client.connection import DEFAULT_TARGET, DEFAULT_TIMEOUT, read_pem
 from prgate.client.errors import error_from_result
 from prgate.client.requests import CONCLUSIONS, MODES, STATUSES, TERMINAL
-from prgate.settings import SettingsError, add_arguments, load, setting
+from prgate.settings import SettingsError, add_arguments, count_flag, load, setting
 from prgate.v1 import command_service_pb2 as svc
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_NO_ANSWER = 0, 1, 2, 3
@@ -296,7 +296,9 @@ def _command_flags(name: str, p: argparse.ArgumentParser) -> None:
         "--mode", choices=sorted(MODES), help="accepted or completed (default: the command's)"
     )
     p.add_argument("--idempotency-key", help="reuse to retry this exact command safely")
-    p.add_argument("--expected-version", type=int, help="apply only at this version (else ABORTED)")
+    p.add_argument(
+        "--expected-version", type=count_flag(int), help="apply only at this version (else ABORTED)"
+    )
     p.set_defaults(run=_command(COMMANDS[name][1]))
 
 
@@ -382,8 +384,8 @@ def register(sub: Any) -> None:
     p = actions.add_parser("list", help="list pull requests (every page)")
     p.add_argument("--repository", default="")
     p.add_argument("--status", choices=sorted(STATUSES))
-    p.add_argument("--page-size", type=int, default=100)
-    p.add_argument("--limit", type=int, default=0, help="stop after this many (0: all)")
+    p.add_argument("--page-size", type=count_flag(int), default=100)
+    p.add_argument("--limit", type=count_flag(int), default=0, help="stop after this many (0: all)")
     p.set_defaults(run=_list)
     _common(p)
     p = actions.add_parser(
@@ -391,7 +393,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("id", metavar="PULL_REQUEST_ID", nargs="?")
     p.add_argument("--command", dest="command_id", help="watch this command instead")
-    p.add_argument("--max", type=int, default=0, help="stop after this many versions")
+    p.add_argument("--max", type=count_flag(int), default=0, help="stop after this many versions")
     p.epilog = "--timeout bounds the whole watch (default: none); exit 3 if --max is not reached"
     p.set_defaults(run=_watch)
     _common(p)

@@ -257,3 +257,26 @@ def test_a_reader_that_goes_away_ends_the_command_with_141_not_a_traceback() -> 
         fake.stop()
     assert first.startswith(b"{")
     assert stderr == "", stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # A negative --max stopped after the first version; a negative --timeout ended the
+        # tail at once (exit 0); a negative offset or version went to Kafka or the gateway.
+        (("pr", "watch", "pr-1", "--max", "-3"), "argument --max: must not be negative"),
+        (("pr", "list", "--limit", "-1"), "argument --limit: must not be negative"),
+        (("pr", "list", "--page-size", "many"), "argument --page-size: invalid int value"),
+        (("pr", "approve", "pr-1", "--reviewer", "b", "--expected-version", "-1"), "negative"),
+        (("events", "tail", "--timeout", "-1"), "argument --timeout: must not be negative"),
+        (("events", "tail", "--timeout", "nan"), "argument --timeout: expected a finite"),
+        (("decode", "t", "--start-offset", "-5"), "argument --start-offset: must not be"),
+        (("decode", "t", "--partition", "-1"), "argument --partition: must not be negative"),
+    ],
+)
+def test_negative_or_non_numeric_flags_are_usage_errors(
+    args: tuple[str, ...], message: str
+) -> None:
+    done = prgate(*args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
