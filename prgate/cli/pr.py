@@ -96,9 +96,18 @@ class ClientSettings:
     )
 
     def __post_init__(self) -> None:
-        """SettingsError (exit 2) for an empty target: no call could use it."""
+        """SettingsError (exit 2) for what no call could send: an empty target, a token that
+        is not one HTTP header value (grpc refused each call INTERNAL, "Invalid metadata").
+        A token's surrounding whitespace (a secret file's final newline) is dropped."""
         if not self.target.strip():
             raise SettingsError("invalid setting --target / PRGATE_TARGET: empty (host:port)")
+        token = self.token.strip()
+        object.__setattr__(self, "token", token)
+        if any(not (" " < c <= "~") for c in token):
+            raise SettingsError(
+                "invalid setting --token / PRGATE_TOKEN: a bearer token is printable ASCII"
+                " without spaces (the value is a secret: not shown)"
+            )
 
     def _tls_files(self) -> None:
         """SettingsError naming the setting of a TLS file that is missing or not PEM, or a

@@ -86,8 +86,9 @@ def test_bad_settings_exit_2_with_one_line_naming_the_setting(tmp_path: Path) ->
 
 
 def test_connection_settings_no_call_could_use_exit_2(tmp_path: Path) -> None:
-    """A missing CA file was a FileNotFoundError traceback; a file that is not PEM, or an
-    empty target, only C-core log lines and UNAVAILABLE / UNKNOWN (exit 3 / 1)."""
+    """A missing CA file was a FileNotFoundError traceback; a file that is not PEM, an empty
+    target or a token with a line break, only C-core log lines and UNAVAILABLE / UNKNOWN /
+    INTERNAL (exit 3 / 1)."""
     not_pem = tmp_path / "ca.txt"
     not_pem.write_text("root:x:0:0:root:/root:/bin/sh\n")
     for args, named in (
@@ -95,8 +96,11 @@ def test_connection_settings_no_call_could_use_exit_2(tmp_path: Path) -> None:
         (("--tls-ca-file", str(not_pem)), "is not a PEM file"),
         (("--tls-cert-file", str(not_pem), "--tls-key-file", str(not_pem)), "--tls-cert-file"),
         (("--target", ""), "--target / PRGATE_TARGET: empty"),
+        (("--token", "hunter2\nsecret"), "--token / PRGATE_TOKEN: a bearer token is"),
+        (("--token", "hünter2"), "--token / PRGATE_TOKEN: a bearer token is"),
     ):
         done = prgate("pr", "get", "pr-1", *args)
+        assert "hunter2" not in done.stderr and "hünter2" not in done.stderr
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr.startswith("prgate: error: invalid setting"), done.stderr
         assert named in done.stderr and "Traceback" not in done.stderr, done.stderr
