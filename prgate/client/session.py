@@ -14,7 +14,9 @@ when none is known for the pull request.
 
 A token the gateway refuses (INVALID_ARGUMENT, reason INVALID_CONSISTENCY_TOKEN: another
 deployment's, or signed with a secret since changed) is forgotten, and the client makes the
-call again without it (:meth:`refused`).
+call again without it (:meth:`refused`). A token the gateway's read model did not reach in
+any attempt (READ_MODEL_BEHIND after the client's retries) is forgotten too (:meth:`unreached`),
+so it does not hold up every later call.
 
 A session is safe to share between threads; it keeps at most ``max_entries`` pull requests
 (least recently used first out), and :meth:`to_json`/:meth:`from_json` carry it from one
@@ -33,6 +35,7 @@ from prgate.v1 import query_service_pb2
 
 DEFAULT_MAX_ENTRIES = 10_000
 REFUSED_REASON = "INVALID_CONSISTENCY_TOKEN"
+BEHIND_REASON = "READ_MODEL_BEHIND"
 
 
 class Session:
@@ -96,12 +99,29 @@ class Session:
         if not token:
             return False
         holder.consistency_token = ""
+        self._forget(token)
+        return True
+
+    def unreached(self, request: Any, error: PrgateError) -> None:
+        """After ``error`` ended ``request`` for good: when it is READ_MODEL_BEHIND, forget
+        the token the request carried. The gateway's read model did not reach its version
+        within every attempt's deadline; kept, it would make each later call about that pull
+        request (and every ``list``) wait out its deadline again: for ever after a local
+        cluster is recreated under the same topic names, whose gateways still read the old
+        tokens but never reach their versions."""
+        if error.reason != BEHIND_REASON:
+            return
+        holder = request.options if hasattr(request, "options") else request
+        token = getattr(holder, "consistency_token", "")
+        if token:
+            self._forget(token)
+
+    def _forget(self, token: str) -> None:
         with self._lock:
             for key in [k for k, (_, known) in self._tokens.items() if known == token]:
                 del self._tokens[key]
             if self._latest == token:
                 self._latest = ""
-        return True
 
     def take(self, response: Any) -> None:
         """Remember the token of a response (or streamed item) of any of the gateway's RPCs."""

@@ -14,7 +14,14 @@ import pytest
 
 from gateway import errors as server_errors
 from prgate.cli.main import main as cli_main
-from prgate.client import AsyncClient, Client, InvalidArgument, Session
+from prgate.client import (
+    AsyncClient,
+    Client,
+    InvalidArgument,
+    RetryPolicy,
+    Session,
+    Unavailable,
+)
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1 import outcome_pb2, pull_request_pb2, query_service_pb2, results_pb2
 from tests.unit.client.fake_gateway import FakeGateway
@@ -228,3 +235,46 @@ def test_prgate_pr_replaces_a_broken_session_file_with_a_warning(
     assert f"warning: ignoring {state}" in err and "Traceback" not in err
     assert fake.calls_of("GetPullRequest")[0].request.consistency_token == ""
     assert Session.from_json(state.read_text()).token("pr-1") == "t2"
+
+
+def behind(pull_request_id: str) -> server_errors.GatewayError:
+    """READ_MODEL_BEHIND as the gateway sends it (UNAVAILABLE, ErrorInfo, RetryInfo 0.5 s)."""
+    from gateway.consistency_tokens import Position, read_model_behind
+
+    refusal = read_model_behind(Position(pull_request_id, 9), 0, 1.0)
+    return server_errors.GatewayError(refusal.status)
+
+
+def test_a_token_no_attempt_reached_is_forgotten_after_the_last_retry(
+    fake: FakeGateway,
+) -> None:
+    """Attack: a recreated local cluster under the same topic names. Its gateways read the
+    old tokens (same key) but never reach their versions: every `prgate pr list` (which
+    sends the newest token) and every call about an old pull request waited out all its
+    attempts, run after run. Now the token is forgotten once the retries are spent (not
+    before: another attempt, or gateway, may reach it), and the next call goes without."""
+    session = Session()
+    session.remember("pr-1", 9, "from-the-old-cluster")
+    fake.script("GetPullRequest", behind("pr-1"), behind("pr-1"))
+    fake.script("ListPullRequests", query_service_pb2.ListPullRequestsResponse())
+    retry = RetryPolicy(max_attempts=2, initial_backoff=0.0)
+    with Client(fake.target, session=session, retry=retry) as client:
+        with pytest.raises(Unavailable) as ended:
+            client.get("pr-1")
+        assert ended.value.reason == "READ_MODEL_BEHIND"
+        assert session.token("pr-1") == "" and session.latest == ""
+        assert list(client.list()) == []
+    sent = [c.request.consistency_token for c in fake.calls_of("GetPullRequest")]
+    assert sent == ["from-the-old-cluster", "from-the-old-cluster"]
+    assert fake.calls_of("ListPullRequests")[0].request.consistency_token == ""
+
+
+def test_other_final_errors_keep_the_token(fake: FakeGateway) -> None:
+    session = Session()
+    session.remember("pr-1", 2, "t2")
+    fake.script(
+        "GetPullRequest", server_errors.invalid_argument("pull_request_id", "BAD_ID", "bad")
+    )
+    with Client(fake.target, session=session) as client, pytest.raises(InvalidArgument):
+        client.get("pr-1")
+    assert session.token("pr-1") == "t2"
