@@ -33,6 +33,12 @@ func (q *refusingQueries) check(token string) error {
 	if token == "" || token == "good" {
 		return nil
 	}
+	if token == "unreached" {
+		behind, _ := status.New(codes.Unavailable, "read model behind").WithDetails(
+			&errdetails.ErrorInfo{Reason: behindReason, Domain: "prgate.v1"},
+		)
+		return behind.Err()
+	}
 	refused, _ := status.New(codes.InvalidArgument, "consistency_token was not issued by this service").WithDetails(
 		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
 			{Field: "consistency_token", Description: "not ours", Reason: refusedTokenReason},
@@ -147,5 +153,26 @@ func TestAnOlderAnswerNeverReplacesANewerToken(t *testing.T) {
 	s.remember("pr-1", 6, "v6")
 	if s.token("pr-1") != "v6" || s.latest != "v6" {
 		t.Fatalf("kept %q, latest %q", s.token("pr-1"), s.latest)
+	}
+}
+
+// A token no read model reaches (a cluster recreated under the same topic names) made every
+// later call about the pull request wait out its deadline, run after run.
+func TestATokenTheReadModelNeverReachedIsForgottenAfterTheCall(t *testing.T) {
+	s := newSession()
+	s.remember("pr-1", 9, "unreached")
+	client, queries := connect(t, s)
+	_, err := client.GetPullRequest(context.Background(), &prgatev1.GetPullRequestRequest{PullRequestId: "pr-1"})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("got %v, want the gateway's UNAVAILABLE", err)
+	}
+	if s.token("pr-1") != "" || s.latest != "" {
+		t.Fatalf("the unreached token is still kept: %q", s.token("pr-1"))
+	}
+	if _, err := client.GetPullRequest(context.Background(), &prgatev1.GetPullRequestRequest{PullRequestId: "pr-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if seen := queries.tokens(); len(seen) != 2 || seen[0] != "unreached" || seen[1] != "" {
+		t.Fatalf("tokens sent: %q", seen)
 	}
 }
