@@ -16,6 +16,7 @@ to Kafka.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -71,24 +72,30 @@ def _admin(kafka: KafkaSettings) -> AdminClient:
     return AdminClient(kafka.client_config())
 
 
-# How long one metadata request may block in librdkafka; Ctrl-C is seen between slices.
-METADATA_SLICE_S = 0.25
-
-
 def list_topics(admin: AdminClient, timeout: float) -> Any:
     """``admin.list_topics(timeout=timeout)`` (every topic: asking for one by name could make
-    a broker auto-create it), asked in slices of :data:`METADATA_SLICE_S` so the calling
-    thread gets back to Python between them: a blocked ``list_topics`` holds off
-    KeyboardInterrupt (Ctrl-C) for the whole timeout. Raises the last KafkaException once
-    ``timeout`` seconds have passed without an answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
+    a broker auto-create it), asked on a daemon thread while the calling thread waits in
+    Python: a ``list_topics`` blocked in librdkafka holds off KeyboardInterrupt (Ctrl-C) for
+    the whole timeout, while this wait is interrupted at once. One request with the whole
+    timeout, not several short ones, so a slow cluster answers as before. Raises what
+    ``list_topics`` raised (KafkaException when the brokers do not answer in time)."""
+    answer: list[Any] = []
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def ask() -> None:
         try:
-            return admin.list_topics(timeout=max(0.001, min(METADATA_SLICE_S, left)))
-        except KafkaException:
-            if time.monotonic() >= deadline:
-                raise
+            answer.append(admin.list_topics(timeout=timeout))
+        except BaseException as exc:  # handed to the waiting thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=ask, name="kafka-metadata", daemon=True).start()
+    done.wait()
+    if failure:
+        raise failure[0]
+    return answer[0]
 
 
 def read_states(
@@ -96,7 +103,7 @@ def read_states(
 ) -> dict[str, TopicState | None]:
     """Partitions, replication factor and configs of ``names`` (None for a missing topic)."""
     try:
-        metadata = admin.list_topics(timeout=timeout)
+        metadata = list_topics(admin, timeout)
     except KafkaException as exc:
         raise TopicAdminError(
             f"Kafka did not answer a metadata request in {timeout:.0f}s: {exc}"
@@ -157,7 +164,7 @@ def topic_partitions(admin: AdminClient, topic: str, timeout: float) -> list[int
 def broker_count(admin: AdminClient, timeout: float) -> int:
     """Brokers the cluster's metadata lists."""
     try:
-        return len(admin.list_topics(timeout=timeout).brokers)
+        return len(list_topics(admin, timeout).brokers)
     except KafkaException as exc:
         raise TopicAdminError(
             f"Kafka did not answer a metadata request in {timeout:.0f}s: {exc}"
@@ -222,7 +229,7 @@ def ensure_topics(
     specs = list(specs or contract_specs(kafka))
     admin = _admin(kafka)
     try:
-        metadata = admin.list_topics(timeout=timeout)
+        metadata = list_topics(admin, timeout)
     except KafkaException as exc:
         raise TopicAdminError(
             f"Kafka at {kafka.bootstrap_servers} did not answer in {timeout:.0f}s: {exc}"
