@@ -32,7 +32,8 @@ from confluent_kafka import (
 )
 from deltalake.exceptions import DeltaError
 
-from archive.decode import Consumed, TableCodec, table_codecs, to_arrow
+from archive.bulk import to_arrow
+from archive.decode import Consumed, TableCodec, table_codecs
 from archive.observability import ArchiveMetrics
 from archive.settings import ArchiveSettings
 from archive.sink import DeltaSink
