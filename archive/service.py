@@ -47,17 +47,12 @@ CONSUME_TIMEOUT_S = 0.1  # bounds how long a stop request or a due flush waits
 
 @dataclass
 class TableBuffer:
-    """Records of one topic waiting for their commit, and when the oldest arrived."""
+    """Records of one topic waiting for their commit, and when the oldest arrived (filled by
+    :meth:`Archiver._take` directly)."""
 
     by_partition: dict[int, list[Consumed]] = field(default_factory=lambda: defaultdict(list))
     count: int = 0
     oldest: float | None = None
-
-    def add(self, record: Consumed, now: float) -> None:
-        self.by_partition[record.partition].append(record)
-        self.count += 1
-        if self.oldest is None:
-            self.oldest = now
 
     def drop(self, partition: int) -> None:
         self.count -= len(self.by_partition.pop(partition, []))
@@ -93,9 +88,11 @@ class Archiver:
         }
         self._buffers = {topic: TableBuffer() for topic in self._tables}
         # Warm-up: pyarrow imports pandas on its first conversion of Python values (about a
-        # second of CPU here); pay it now, not inside the first flush after an assignment.
-        for table in self._tables.values():
-            to_arrow(table, [], archived_at_us=0)
+        # second of CPU here), and the first bulk decode of a table sets up its ptars handler
+        # and compute kernels (about 0.1 s); pay it now, not inside the first flushes after an
+        # assignment. An empty value runs the bulk and the per-record path.
+        for topic, table in self._tables.items():
+            to_arrow(table, [Consumed(topic, 0, 0, 0, None, b"", None)], archived_at_us=0)
         # (topic, partition) -> next offset this member accepts; absent: not ours.
         self._positions: dict[tuple[str, int], int] = {}
         self._failure: str | None = None
@@ -183,6 +180,9 @@ class Archiver:
         return code
 
     def _take(self, messages: list[Message], now: float) -> None:
+        # Once per consumed record: kept to the method calls a record needs (no helper call,
+        # no NamedTuple constructor in Python).
+        positions, buffers, new = self._positions, self._buffers, tuple.__new__
         for message in messages:
             error = message.error()
             if error is not None:
@@ -192,23 +192,18 @@ class Archiver:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             if topic is None or partition is None or offset is None:
                 continue
-            expected = self._positions.get((topic, partition))
+            place = (topic, partition)
+            expected = positions.get(place)
             if expected is None or offset < expected:
                 continue  # not ours (any more), or archived already (fetched before a seek)
-            self._positions[(topic, partition)] = offset + 1
-            _, timestamp_ms = message.timestamp()
-            self._buffers[topic].add(
-                Consumed(
-                    topic,
-                    partition,
-                    offset,
-                    timestamp_ms,
-                    message.key(),
-                    message.value(),
-                    message.headers(),
-                ),
-                now,
-            )
+            positions[place] = offset + 1
+            buffer = buffers[topic]
+            record = (topic, partition, offset, message.timestamp()[1], message.key(),
+                      message.value(), message.headers())  # fmt: skip
+            buffer.by_partition[partition].append(new(Consumed, record))
+            buffer.count += 1
+            if buffer.oldest is None:
+                buffer.oldest = now
 
     def _flush_due(self, now: float) -> None:
         for topic, buffer in self._buffers.items():

@@ -369,3 +369,57 @@ def markdown(record: dict[str, Any]) -> list[str]:
         f"max {seen['max']:.0f} ms ({seen['count']} records).",
         "",
     ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.archive``: this step alone, ``--runs`` times on one private broker
+    (fresh topics each run), each run's ratio to its own bare consumer, then the medians."""
+    import argparse
+    import statistics
+    import tempfile
+
+    from bench.system import BenchSystem
+
+    parser = argparse.ArgumentParser(prog="python -m bench.archive", description=main.__doc__)
+    parser.add_argument("--n", type=int, default=60_000, help="records per run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--live-s", type=float, default=8.0, help="seconds of the delay part")
+    parser.add_argument("--json", type=Path, help="write every run's record here")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp:
+        system = BenchSystem(Path(tmp) / "work")
+        records = []
+        try:
+            system.start_broker()
+            for run in range(args.runs):
+                prefix = f"bench-archive-{run}-{uuid.uuid4().hex[:6]}."
+                (Path(tmp) / f"run-{run}").mkdir()
+                record = measure(
+                    system.kafka(prefix), Path(tmp) / f"run-{run}", system._env(prefix),
+                    args.n, args.live_s,
+                )  # fmt: skip
+                records.append(record)
+                print(json.dumps({k: record[k] for k in ("ratio", "cpu_ratio")}
+                                 | {"archive": record["archive"], "bare": record["bare_consumer"],
+                                    "visible_ms": record["visible_ms"]}), flush=True)  # fmt: skip
+        finally:
+            system.close()
+    medians = {
+        key: statistics.median(r[key] for r in records if r[key] is not None)
+        for key in ("ratio", "cpu_ratio")
+    }
+    medians["archive_cpu_us_per_record"] = statistics.median(
+        r["archive"]["cpu_us_per_record"] for r in records
+    )
+    medians["bare_cpu_us_per_record"] = statistics.median(
+        r["bare_consumer"]["cpu_us_per_record"] for r in records
+    )
+    medians["visible_p99_ms"] = statistics.median(r["visible_ms"]["p99"] for r in records)
+    print(json.dumps({"runs": len(records), "medians": medians}))
+    if args.json:
+        args.json.write_text(json.dumps({"runs": records, "medians": medians}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
