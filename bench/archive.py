@@ -43,7 +43,7 @@ from prgate.v1.results_pb2 import CommandResult
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_MS = 1000
-FLUSH_MAX_RECORDS = 5000
+FLUSH_MAX_RECORDS = 20_000  # the default: fewer, larger commits cost less CPU per record
 LIVE_RATE = 200.0  # records/s while the delay is measured
 POLL_S = 0.02
 TABLES = {"commands": "commands", "results": "command-results", "events": "pull-request-events"}
