@@ -19,11 +19,12 @@ before and keeps its ``decode_error`` word for word; the rest never meet Python.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from confluent_kafka import Message
 from ptars import HandlerPool, PtarsConfig
 
 from archive import decode
@@ -307,12 +308,50 @@ def _headers(headers: Sequence[codec.RawHeaders], n: int) -> dict[str, pa.Array]
     return out
 
 
+class RecordColumns(NamedTuple):
+    """Consumed records as one sequence per field (the fields of :class:`Consumed`)."""
+
+    topics: Sequence[str]
+    partitions: Sequence[int]
+    offsets: Sequence[int]
+    timestamps_ms: Sequence[int]
+    keys: Sequence[bytes | None]
+    values: Sequence[bytes | None]
+    headers: Sequence[codec.RawHeaders]
+
+    def record(self, i: int) -> Consumed:
+        return Consumed(
+            self.topics[i], self.partitions[i], self.offsets[i], self.timestamps_ms[i],
+            self.keys[i], self.values[i], self.headers[i],
+        )  # fmt: skip
+
+    @classmethod
+    def of_records(cls, records: Sequence[Consumed]) -> RecordColumns:
+        if not records:
+            return cls([], [], [], [], [], [], [])
+        return cls(*zip(*records, strict=True))
+
+    @classmethod
+    def of_messages(cls, messages: Sequence[Message]) -> RecordColumns:
+        """The fields of consumed confluent-kafka messages (not errors: topic, partition and
+        offset are set), one list comprehension each (no tuple per record)."""
+        return cls(
+            cast("list[str]", [m.topic() for m in messages]),
+            cast("list[int]", [m.partition() for m in messages]),
+            cast("list[int]", [m.offset() for m in messages]),
+            [m.timestamp()[1] for m in messages],
+            [m.key() for m in messages],
+            [m.value() for m in messages],
+            [m.headers() for m in messages],
+        )
+
+
 def _frame(
-    records: Sequence[Consumed], archived_at_us: int
-) -> tuple[dict[str, Any], pa.Array, list[bytes | None], pa.Array]:
+    columns: RecordColumns, archived_at_us: int
+) -> tuple[dict[str, Any], pa.Array, Sequence[bytes | None], pa.Array]:
     """The Kafka and tail columns, the keys as binary, the values, and ``message_type``."""
-    n = len(records)
-    topics, partitions, offsets, timestamps, keys, values, headers = zip(*records, strict=True)
+    topics, partitions, offsets, timestamps, keys, values, headers = columns
+    n = len(offsets)
     stamps = np.asarray(timestamps, np.int64)
     key_array = pa.array(keys, pa.binary())
     try:
@@ -341,17 +380,24 @@ def _frame(
         "archived_at": pa.array(np.full(n, archived_at_us, np.int64)).cast(TIMESTAMP),
         "day": pa.array((stamps // _MS_PER_DAY).astype(np.int32)).cast(pa.date32()),
     }
-    return frame, key_array, list(values), by_header[HEADER_MESSAGE_TYPE]
+    return frame, key_array, values, by_header[HEADER_MESSAGE_TYPE]
 
 
 def to_arrow(table: TableCodec, records: Sequence[Consumed], archived_at_us: int) -> pa.Table:
     """The rows of ``records`` (all of ``table``'s topic) in the table's schema, the same rows
     as :func:`archive.decode.to_arrow` makes; see the module docstring for how."""
+    return columns_to_arrow(table, RecordColumns.of_records(records), archived_at_us)
+
+
+def columns_to_arrow(table: TableCodec, columns: RecordColumns, archived_at_us: int) -> pa.Table:
+    """:func:`to_arrow` of records given as columns (:meth:`RecordColumns.of_messages`)."""
     bulk = _BULK.get(table.message_type)
-    if bulk is None or not records:  # refusals: few, and their trace id comes from the value
+    n = len(columns.offsets)
+    if bulk is None or not n:  # refusals: few, and their trace id comes from the value
+        records = [columns.record(i) for i in range(n)]
         return decode.to_arrow(table, records, archived_at_us)
     schema = table.spec.schema
-    frame, keys, values, message_types = _frame(records, archived_at_us)
+    frame, keys, values, message_types = _frame(columns, archived_at_us)
     descriptor, derive = bulk
     batch, suspect = _parse(_POOL.get_for_message(descriptor), values)
     typed, ok, enum_suspects = derive(batch, keys)
@@ -362,10 +408,10 @@ def to_arrow(table: TableCodec, records: Sequence[Consumed], archived_at_us: int
         good &= ~np.asarray(flags, bool)
     typed_fields = [f for f in schema if f.name not in FRAME_NAMES]
     arrays = {f.name: typed[f.name].cast(f.type) for f in typed_fields}
-    errors = pa.nulls(len(records), pa.string())
+    errors = pa.nulls(n, pa.string())
     redo = np.flatnonzero(~good)
     if redo.size:
-        arrays, errors = _redo(table, records, redo, arrays, frame["message_type"])
+        arrays, errors = _redo(table, columns, redo, arrays, frame["message_type"])
     frame["decode_error"] = errors
     return pa.Table.from_arrays(
         [frame[f.name] if f.name in frame else arrays[f.name] for f in schema], schema=schema
@@ -374,20 +420,20 @@ def to_arrow(table: TableCodec, records: Sequence[Consumed], archived_at_us: int
 
 def _redo(
     table: TableCodec,
-    records: Sequence[Consumed],
+    columns: RecordColumns,
     redo: np.ndarray,
     arrays: dict[str, pa.Array],
     message_type_column: pa.Array,
 ) -> tuple[dict[str, pa.Array], pa.Array]:
     """Rows ``redo`` through the per-record path; their columns and errors replace the bulk
     ones (an index take: bulk rows first, then the redone, back in record order)."""
-    n = len(records)
+    n = len(columns.offsets)
     typed_fields = [f for f in table.spec.schema if f.name in arrays]
     message_types = message_type_column.to_pylist()
     rows: list[Row] = []
     errors: list[str | None] = []
     for i in redo.tolist():
-        row, error = decode.typed_columns(table, records[i], message_types[i])
+        row, error = decode.typed_columns(table, columns.record(i), message_types[i])
         rows.append(row)
         errors.append(error)
     redone = pa.array(rows, pa.struct(typed_fields))

@@ -32,7 +32,7 @@ from confluent_kafka import (
 )
 from deltalake.exceptions import DeltaError
 
-from archive.bulk import to_arrow
+from archive.bulk import RecordColumns, columns_to_arrow, to_arrow
 from archive.decode import Consumed, TableCodec, table_codecs
 from archive.observability import ArchiveMetrics
 from archive.settings import ArchiveSettings
@@ -50,7 +50,7 @@ class TableBuffer:
     """Records of one topic waiting for their commit, and when the oldest arrived (filled by
     :meth:`Archiver._take` directly)."""
 
-    by_partition: dict[int, list[Consumed]] = field(default_factory=lambda: defaultdict(list))
+    by_partition: dict[int, list[Message]] = field(default_factory=lambda: defaultdict(list))
     count: int = 0
     oldest: float | None = None
 
@@ -59,7 +59,7 @@ class TableBuffer:
         if self.count == 0:
             self.oldest = None
 
-    def take(self) -> dict[int, list[Consumed]]:
+    def take(self) -> dict[int, list[Message]]:
         taken = {p: rs for p, rs in self.by_partition.items() if rs}
         self.by_partition = defaultdict(list)
         self.count, self.oldest = 0, None
@@ -180,9 +180,9 @@ class Archiver:
         return code
 
     def _take(self, messages: list[Message], now: float) -> None:
-        # Once per consumed record: kept to the method calls a record needs (no helper call,
-        # no NamedTuple constructor in Python).
-        positions, buffers, new = self._positions, self._buffers, tuple.__new__
+        # Once per consumed record: kept to what the position check needs (no helper call); the
+        # message itself is buffered, its fields are taken per batch at the flush.
+        positions, buffers = self._positions, self._buffers
         for message in messages:
             error = message.error()
             if error is not None:
@@ -198,9 +198,7 @@ class Archiver:
                 continue  # not ours (any more), or archived already (fetched before a seek)
             positions[place] = offset + 1
             buffer = buffers[topic]
-            record = (topic, partition, offset, message.timestamp()[1], message.key(),
-                      message.value(), message.headers())  # fmt: skip
-            buffer.by_partition[partition].append(new(Consumed, record))
+            buffer.by_partition[partition].append(message)
             buffer.count += 1
             if buffer.oldest is None:
                 buffer.oldest = now
@@ -223,9 +221,10 @@ class Archiver:
             return
         table = self._tables[topic]
         started = time.perf_counter()
-        records = [r for rs in parts.values() for r in rs]
-        rows = to_arrow(table, records, archived_at_us=time.time_ns() // 1000)
-        next_offsets = {p: rs[-1].offset + 1 for p, rs in parts.items()}
+        messages = [m for ms in parts.values() for m in ms]
+        columns = RecordColumns.of_messages(messages)
+        rows = columns_to_arrow(table, columns, archived_at_us=time.time_ns() // 1000)
+        next_offsets = {p: (ms[-1].offset() or 0) + 1 for p, ms in parts.items()}
         result = self._sinks[topic].flush(rows, next_offsets)
         seconds = time.perf_counter() - started
         self._metrics.flushed(table.spec.name, result.rows, rows, seconds, len(result.lost))
