@@ -3,7 +3,7 @@
 :func:`to_arrow` is what the archive writes with. Per batch it makes a handful of Python
 lists (one ``zip`` over the records), converts them to Arrow in C++, decodes every value of the
 commands, results and events topics with ptars (protobuf wire format straight into Arrow
-builders, in Rust) and derives the typed columns with Arrow compute kernels: no Python work per
+builders, in Rust; fields no column needs are skipped on the wire) and derives the typed columns with Arrow compute kernels: no Python work per
 field and row.
 
 The per-record path of :mod:`archive.decode` stays the definition of a row. A row the bulk
@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Message
+from google.protobuf import descriptor_pb2, descriptor_pool
 from ptars import HandlerPool, PtarsConfig
 
 from archive import decode
@@ -42,9 +43,53 @@ from prgate.kafka.contract import (
 )
 from prgate.v1 import commands_pb2, events_pb2, results_pb2
 
+# Fields no column is made of, left out of what ptars decodes (it skips them on the wire): the
+# pull request descriptions, and of a result's events all but their ids.
+_UNUSED = {"OpenPullRequest": "description", "PullRequestOpened": "description"}
+_EVENT_ID_ONLY = "ArchiveEventId"
+
+
+def _decoded_files() -> list[Any]:
+    """The commands, events and results files as the archive decodes them (see _UNUSED), in a
+    descriptor pool of their own: the generated classes are untouched."""
+    ordered: list[Any] = []
+
+    def add(file: Any) -> None:
+        for dependency in file.dependencies:
+            add(dependency)
+        if file not in ordered:
+            ordered.append(file)
+
+    wanted = [commands_pb2.DESCRIPTOR, events_pb2.DESCRIPTOR, results_pb2.DESCRIPTOR]
+    for file in wanted:
+        add(file)
+    pool = descriptor_pool.DescriptorPool()
+    event_id = events_pb2.EventEnvelope.DESCRIPTOR.fields_by_name["event_id"]
+    for file in ordered:
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        for message in proto.message_type:
+            if message.name in _UNUSED:
+                kept = [f for f in message.field if f.name != _UNUSED[message.name]]
+                del message.field[:]
+                message.field.extend(kept)
+            if message.name == results_pb2.CommandResult.DESCRIPTOR.name:
+                events = next(f for f in message.field if f.name == "events")
+                events.type_name = f".{proto.package}.{_EVENT_ID_ONLY}"
+                reference = proto.message_type.add(name=_EVENT_ID_ONLY)
+                reference.field.add(
+                    name=event_id.name,
+                    number=event_id.number,
+                    type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                    label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+                )
+        pool.Add(proto)
+    return [pool.FindFileByName(file.name) for file in wanted]
+
+
+_FILES = _decoded_files()
 _POOL = HandlerPool(
-    [commands_pb2.DESCRIPTOR, events_pb2.DESCRIPTOR, results_pb2.DESCRIPTOR],
-    PtarsConfig(timestamp_unit="us", timestamp_tz="UTC", enum_repr="string"),
+    _FILES, PtarsConfig(timestamp_unit="us", timestamp_tz="UTC", enum_repr="string")
 )
 _HEADER = pa.list_(pa.struct([("name", pa.string()), ("value", pa.binary())]))
 _TRACE_ID = r"^[^-]*-(?P<trace_id>[^-]{32})-[^-]*-[^-]*$"  # as decode.trace_id
@@ -255,9 +300,9 @@ def _events(batch: pa.RecordBatch, keys: pa.Array) -> tuple[dict[str, Any], Any,
 
 
 _BULK = {
-    TYPE_COMMAND_ENVELOPE: (commands_pb2.CommandEnvelope.DESCRIPTOR, _commands),
-    TYPE_COMMAND_RESULT: (results_pb2.CommandResult.DESCRIPTOR, _results),
-    TYPE_EVENT_ENVELOPE: (events_pb2.EventEnvelope.DESCRIPTOR, _events),
+    TYPE_COMMAND_ENVELOPE: (_FILES[0].message_types_by_name["CommandEnvelope"], _commands),
+    TYPE_COMMAND_RESULT: (_FILES[2].message_types_by_name["CommandResult"], _results),
+    TYPE_EVENT_ENVELOPE: (_FILES[1].message_types_by_name["EventEnvelope"], _events),
 }
 
 
