@@ -1,10 +1,11 @@
 """Consumed records to Arrow tables in bulk: whole batches decoded in native code.
 
-:func:`to_arrow` is what the archive writes with. Per batch it makes a handful of Python
-lists (one ``zip`` over the records), converts them to Arrow in C++, decodes every value of the
-commands, results and events topics with ptars (protobuf wire format straight into Arrow
-builders, in Rust; fields no column needs are skipped on the wire) and derives the typed columns with Arrow compute kernels: no Python work per
-field and row.
+:func:`columns_to_arrow` is what the archive writes with (:func:`to_arrow` for records as
+tuples). Per batch it takes each field of the consumed messages into one Python list,
+converts the lists to Arrow in C++, decodes every value of the commands, results and events
+topics with ptars (protobuf wire format straight into Arrow builders, in Rust; fields no
+column needs are skipped on the wire) and derives the typed columns with Arrow compute
+kernels: no Python work per field and row.
 
 The per-record path of :mod:`archive.decode` stays the definition of a row. A row the bulk
 checks cannot vouch for is handed to it and its result replaces the bulk one: a value ptars
