@@ -162,7 +162,9 @@ def bare_consumer(kafka: KafkaSettings, expected: int, *, extract: bool = False)
         started, cpu_started = time.perf_counter(), time.process_time()
         consumer.assign(parts)
         while pending and time.perf_counter() - started < 300:
-            for msg in consumer.consume(2000, 0.2):
+            batch = consumer.consume(2000, 0.2)
+            taken.clear()  # kept per batch only, as an archive keeps a batch until its commit
+            for msg in batch:
                 error = msg.error()
                 if error is None:
                     records += 1
