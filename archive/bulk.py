@@ -314,20 +314,22 @@ def _all(conditions: list[Any]) -> Any:
     return out
 
 
-def _parse(handler: Any, values: Sequence[bytes | None]) -> tuple[pa.RecordBatch, np.ndarray]:
-    """ptars' batch of ``values`` and the rows it could not vouch for (empty, absent, or
-    refused: those are parsed as empty messages and left to the per-record path)."""
-    plain = [v or b"" for v in values]
-    suspect = np.fromiter((not v for v in plain), bool, len(plain))
+def _parse(handler: Any, raw: pa.BinaryArray) -> tuple[pa.RecordBatch, np.ndarray]:
+    """ptars' batch of the values in ``raw`` and the rows it could not vouch for (empty,
+    absent, or refused: those are parsed as empty messages, left to the per-record path)."""
+    empty = pa.scalar(b"", pa.binary())
+    plain = pc.fill_null(raw, empty)
+    suspect = pc.equal(pc.binary_length(plain), 0).to_numpy(zero_copy_only=False)
     try:
-        return handler.list_to_record_batch(plain), suspect
+        return handler.array_to_record_batch(plain), suspect
     except Exception:  # one bad value refuses the batch: find it, one value at a time
-        for i, value in enumerate(plain):
+        values = plain.to_pylist()
+        for i, value in enumerate(values):
             try:
                 handler.list_to_record_batch([value])
             except Exception:
-                plain[i], suspect[i] = b"", True
-        return handler.list_to_record_batch(plain), suspect
+                values[i], suspect[i] = b"", True
+        return handler.list_to_record_batch(values), suspect
 
 
 def _headers(headers: Sequence[codec.RawHeaders], n: int) -> dict[str, pa.Array] | None:
@@ -394,8 +396,8 @@ class RecordColumns(NamedTuple):
 
 def _frame(
     columns: RecordColumns, archived_at_us: int
-) -> tuple[dict[str, Any], pa.Array, Sequence[bytes | None], pa.Array]:
-    """The Kafka and tail columns, the keys as binary, the values, and ``message_type``."""
+) -> tuple[dict[str, Any], pa.Array, pa.Array]:
+    """The Kafka and tail columns, the keys as binary, and ``message_type``."""
     topics, partitions, offsets, timestamps, keys, values, headers = columns
     n = len(offsets)
     stamps = np.asarray(timestamps, np.int64)
@@ -426,7 +428,7 @@ def _frame(
         "archived_at": pa.array(np.full(n, archived_at_us, np.int64)).cast(TIMESTAMP),
         "day": pa.array((stamps // _MS_PER_DAY).astype(np.int32)).cast(pa.date32()),
     }
-    return frame, key_array, values, by_header[HEADER_MESSAGE_TYPE]
+    return frame, key_array, by_header[HEADER_MESSAGE_TYPE]
 
 
 def to_arrow(table: TableCodec, records: Sequence[Consumed], archived_at_us: int) -> pa.Table:
@@ -443,9 +445,9 @@ def columns_to_arrow(table: TableCodec, columns: RecordColumns, archived_at_us: 
         records = [columns.record(i) for i in range(n)]
         return decode.to_arrow(table, records, archived_at_us)
     schema = table.spec.schema
-    frame, keys, values, message_types = _frame(columns, archived_at_us)
+    frame, keys, message_types = _frame(columns, archived_at_us)
     descriptor, derive = bulk
-    batch, suspect = _parse(_POOL.get_for_message(descriptor), values)
+    batch, suspect = _parse(_POOL.get_for_message(descriptor), frame["raw"])
     typed, ok, enum_suspects = derive(batch, keys)
     right_type = pc.fill_null(pc.equal(message_types, table.message_type), True)
     good = pc.fill_null(pc.and_kleene(ok, right_type), False).to_numpy(zero_copy_only=False)
