@@ -103,12 +103,12 @@ GC_YOUNG_THRESHOLD = 50_000
 def quiet_collector() -> None:
     """Keep the cyclic garbage collector off the hot loop of this process.
 
-    Every consumed record allocates a tuple, a header list and header pairs that stay buffered
-    until their commit: with the default thresholds a young collection runs every few hundred
-    records and the older generations, which then hold every module loaded (pyarrow, pandas,
-    deltalake), are scanned again and again. Records hold no reference cycles (reference counting
-    frees them), so: everything loaded so far moves to the permanent generation, and a young
-    collection waits for 50,000 new objects.
+    Every consumed record is a message object buffered until its commit, and the flush takes a
+    header list and header pairs out of each: with the default thresholds a young collection
+    runs every few hundred records, and the older generations, which hold every module loaded
+    (pyarrow, pandas, deltalake), are scanned again and again. Records hold no reference cycles
+    (reference counting frees them), so: everything loaded so far moves to the permanent
+    generation, and a young collection waits for 50,000 new objects.
     """
     gc.collect()
     gc.freeze()
