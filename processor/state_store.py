@@ -37,6 +37,12 @@ class PartitionState(Protocol):
         """Apply committed ``changes`` (None removes) and move the checkpoint (None: keep)."""
         ...
 
+    def restore(self, snapshots: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
+        """Apply checked records replayed from the pull-requests topic, serialized PullRequests
+        by key (None: a tombstone), and move the checkpoint (None: keep). A store takes the
+        bytes as they are."""
+        ...
+
     def reset(self, reason: str) -> None:
         """Forget everything (a checkpoint the log does not confirm)."""
         ...
@@ -68,6 +74,14 @@ class MemoryPartition:
                 self._states.pop(pull_request_id, None)
             else:
                 self._states[pull_request_id] = state
+
+    def restore(self, snapshots: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
+        for key, value in snapshots.items():
+            if value is None:
+                self._states.pop(key.decode(errors="replace"), None)
+            else:
+                entity = PullRequest.FromString(value)
+                self._states[entity.pull_request_id] = entity
 
     def reset(self, reason: str) -> None:
         self._states.clear()
@@ -104,6 +118,12 @@ class StoredPartition:
                 self._cache.remember(pull_request_id, state)
         checkpoints = {} if checkpoint is None else {self._partition: checkpoint}
         self.store.write(entries, checkpoints)
+
+    def restore(self, snapshots: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
+        """The bytes go to the store as the topic carries them; the entry cache is not filled
+        (a restore reads far more pull requests than it holds), only kept current."""
+        self._cache.forget_many(key.decode(errors="replace") for key in snapshots)
+        self.store.write_raw(snapshots, {} if checkpoint is None else {self._partition: checkpoint})
 
     def reset(self, reason: str) -> None:
         self._cache.clear()

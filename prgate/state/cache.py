@@ -9,6 +9,7 @@ beyond ``entries`` is dropped).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from prgate.state.store import SnapshotStore
 from prgate.v1.pull_request_pb2 import PullRequest
@@ -44,6 +45,12 @@ class DecodedCache:
 
     def forget(self, pull_request_id: str) -> None:
         self._cache.pop(pull_request_id, None)
+
+    def forget_many(self, pull_request_ids: Iterable[str]) -> None:
+        """Forget each of ``pull_request_ids`` (nothing to do while the cache is empty)."""
+        if self._cache:
+            for pull_request_id in pull_request_ids:
+                self._cache.pop(pull_request_id, None)
 
     def clear(self) -> None:
         self._cache.clear()
