@@ -36,6 +36,13 @@ class DecodedCache:
         self.remember(pull_request_id, entity)
         return entity
 
+    def peek(self, pull_request_id: str) -> PullRequest | None:
+        """The cached entity, or None; neither reads the store nor counts as a use."""
+        return self._cache.get(pull_request_id)
+
+    def has(self, pull_request_id: str) -> bool:
+        return pull_request_id in self._cache
+
     def remember(self, pull_request_id: str, entity: PullRequest) -> None:
         """Keep ``entity`` as the most recently used (it is, or is about to be, in the store)."""
         self._cache[pull_request_id] = entity

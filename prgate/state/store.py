@@ -40,8 +40,17 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    Options,
+    Rdict,
+    WriteBatch,
+    WriteBufferManager,
+    WriteOptions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +64,16 @@ _IDENTITY = b"midentity"
 _COUNT = b"mcount"
 _SEP = b"\x00"
 FORMAT = 2  # of the keys and values below; stored in the identity record
+
+
+def _unlogged_writes() -> WriteOptions:
+    options = WriteOptions()
+    # A property at run time; rocksdict's type stubs declare it a method.
+    setattr(options, "disable_wal", True)  # noqa: B010
+    return options
+
+
+_UNLOGGED = _unlogged_writes()
 
 
 class StoreLocked(Exception):
@@ -190,6 +209,8 @@ class SnapshotStore:
         self.indexed = indexed
         self._db: Rdict | None = db
         self._resources = resources
+        # Writes since the last flush that skipped the write-ahead log (see write_raw).
+        self._unlogged = False
 
     @classmethod
     def open(
@@ -270,7 +291,7 @@ class SnapshotStore:
         batch = WriteBatch(raw_mode=True)
         keys = [pull_request_id.encode() for pull_request_id in changes]
         # One multi-get for the whole batch (bloom filters answer most of a cold restore's).
-        olds: list[bytes | None] = db.get([(_KEYS if self.indexed else _DATA) + k for k in keys])
+        olds = _multi_get(db, [(_KEYS if self.indexed else _DATA) + k for k in keys])
         delta = 0
         for key, entry, old in zip(keys, changes.values(), olds, strict=True):
             delta += (entry is not None) - (old is not None)
@@ -294,13 +315,20 @@ class SnapshotStore:
     ) -> None:
         """As :meth:`write` for a store without indexes, from keys and snapshot bytes as the
         topic carries them (a restore: nothing is decoded or encoded again). ValueError on an
-        indexed store."""
+        indexed store.
+
+        These writes skip RocksDB's write-ahead log: a crash loses the ones not flushed yet,
+        and since every batch carries its checkpoint the store then reopens at an older
+        checkpoint, consistent, and replays from there. The memtables are flushed before the
+        next logged :meth:`write` and on :meth:`close`, so a logged write never outlives
+        unlogged ones before it.
+        """
         if self.indexed:
             raise ValueError("an indexed store needs the indexed fields: use write()")
         db = self._rdict
         batch = WriteBatch(raw_mode=True)
         keys = [_DATA + key for key in changes]
-        olds: list[bytes | None] = db.get(keys)
+        olds = _multi_get(db, keys)
         delta = 0
         for key, value, old in zip(keys, changes.values(), olds, strict=True):
             if value is None:
@@ -309,26 +337,43 @@ class SnapshotStore:
             else:
                 delta += old is None
                 batch.put(key, value)
-        self._commit(db, batch, delta, checkpoints)
+        self._unlogged = True
+        self._commit(db, batch, delta, checkpoints, _UNLOGGED)
+
+    def flush(self) -> None:
+        """Write the memtables to disk (and wait), so unlogged writes survive a crash."""
+        if self._unlogged and self._db is not None:
+            self._db.flush(True)
+            self._unlogged = False
 
     def _commit(
-        self, db: Rdict, batch: WriteBatch, delta: int, checkpoints: Mapping[int, int]
+        self,
+        db: Rdict,
+        batch: WriteBatch,
+        delta: int,
+        checkpoints: Mapping[int, int],
+        options: WriteOptions | None = None,
     ) -> None:
+        if options is None:
+            self.flush()  # unlogged writes before a logged one must not be lost without it
         if delta:
             batch.put(_COUNT, struct.pack(">q", self.count() + delta))
         current = self.checkpoints()
         for partition, offset in checkpoints.items():
             if offset >= current.get(partition, -1):
                 batch.put(_CHECKPOINT + _u32(partition), struct.pack(">q", offset))
-        db.write(batch)
+        if options is None:
+            db.write(batch)
+        else:
+            db.write(batch, options)
 
     def versions(self, pull_request_ids: list[str]) -> dict[str, int]:
         """The stored version of each of ``pull_request_ids`` the store holds (one multi-get of
         the small key records, nothing decoded). ValueError on a store without indexes."""
         if not self.indexed:
             raise ValueError("versions need an indexed store")
-        olds: list[bytes | None] = self._rdict.get(
-            [_KEYS + pull_request_id.encode() for pull_request_id in pull_request_ids]
+        olds = _multi_get(
+            self._rdict, [_KEYS + pull_request_id.encode() for pull_request_id in pull_request_ids]
         )
         found: dict[str, int] = {}
         for pull_request_id, old in zip(pull_request_ids, olds, strict=True):
@@ -401,10 +446,16 @@ class SnapshotStore:
         self._db = db
 
     def close(self) -> None:
-        """Flush nothing extra (every write is in the WAL) and release the lock; idempotent."""
+        """Flush unlogged writes (see :meth:`write_raw`) and release the lock; idempotent."""
         if self._db is not None:
+            self.flush()
             self._db.close()
             self._db = None
+
+
+def _multi_get(db: Rdict, keys: list[bytes]) -> list[bytes | None]:
+    """One RocksDB multi-get: each key's value or None, in order."""
+    return cast(list[bytes | None], db.get(cast(list[str | int | float | bytes | bool], keys)))
 
 
 def _wipe(path: Path) -> None:
