@@ -207,7 +207,10 @@ class StoredPullRequests:
         self._pending.clear()
         self._versions.clear()
         if changes or checkpoints:
-            self.store.write(changes, checkpoints)
+            # Unlogged: a gateway that crashes replays from its last flushed checkpoint (at
+            # most the memtables' worth, PRGATE_STATE_WRITE_BUFFER_MB) instead of paying for
+            # the write-ahead log on every batch; close() flushes.
+            self.store.write(changes, checkpoints, logged=False)
 
     def list(
         self, *, repository: str = "", status: int = 0, after: str = "", limit: int = 100

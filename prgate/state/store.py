@@ -220,6 +220,8 @@ class SnapshotStore:
         self._resources = resources
         # Writes since the last flush that skipped the write-ahead log (see write_raw).
         self._unlogged = False
+        # Key records read by versions() since the last write, for that write.
+        self._known: dict[bytes, bytes | None] = {}
 
     @classmethod
     def open(
@@ -290,17 +292,31 @@ class SnapshotStore:
         value: bytes | None = self._rdict.get(_DATA + pull_request_id.encode())
         return value
 
-    def write(self, changes: Mapping[str, Entry | None], checkpoints: Mapping[int, int]) -> None:
+    def write(
+        self,
+        changes: Mapping[str, Entry | None],
+        checkpoints: Mapping[int, int],
+        *,
+        logged: bool = True,
+    ) -> None:
         """Apply ``changes`` (None deletes) and set ``checkpoints``, in one atomic WriteBatch.
 
         A checkpoint never moves back: one lower than the stored one is ignored (a replay of
-        records the store already reflects).
+        records the store already reflects). ``logged=False`` skips the write-ahead log, as
+        :meth:`write_raw` does (a crash then loses the writes not flushed yet, never part of
+        one).
         """
         db = self._rdict
         batch = WriteBatch(raw_mode=True)
         keys = [pull_request_id.encode() for pull_request_id in changes]
-        # One multi-get for the whole batch (bloom filters answer most of a cold restore's).
-        olds = _multi_get(db, [(_KEYS if self.indexed else _DATA) + k for k in keys])
+        # One multi-get for the whole batch (bloom filters answer most of a cold restore's),
+        # of the records versions() did not just read.
+        known, self._known = self._known, {}
+        prefix = _KEYS if self.indexed else _DATA
+        unknown = [prefix + k for k in keys if prefix + k not in known]
+        if unknown:
+            known.update(zip(unknown, _multi_get(db, unknown), strict=True))
+        olds = [known[prefix + k] for k in keys]
         delta = 0
         for key, entry, old in zip(keys, changes.values(), olds, strict=True):
             delta += (entry is not None) - (old is not None)
@@ -317,7 +333,9 @@ class SnapshotStore:
                 repository, status = entry.repository.encode(), _u32(entry.status)
                 batch.put(_KEYS + key, repository + _SEP + status + _u64(entry.version))
                 self._index(batch, key, repository, status, delete=False)
-        self._commit(db, batch, delta, checkpoints)
+        if not logged:
+            self._unlogged = True
+        self._commit(db, batch, delta, checkpoints, None if logged else _UNLOGGED)
 
     def write_raw(
         self, changes: Mapping[bytes, bytes | None], checkpoints: Mapping[int, int]
@@ -334,6 +352,7 @@ class SnapshotStore:
         """
         if self.indexed:
             raise ValueError("an indexed store needs the indexed fields: use write()")
+        self._known = {}
         db = self._rdict
         batch = WriteBatch(raw_mode=True)
         keys = [_DATA + key for key in changes]
@@ -381,9 +400,10 @@ class SnapshotStore:
         the small key records, nothing decoded). ValueError on a store without indexes."""
         if not self.indexed:
             raise ValueError("versions need an indexed store")
-        olds = _multi_get(
-            self._rdict, [_KEYS + pull_request_id.encode() for pull_request_id in pull_request_ids]
-        )
+        keys = [_KEYS + pull_request_id.encode() for pull_request_id in pull_request_ids]
+        olds = _multi_get(self._rdict, keys)
+        # The next write() needs the same records (the index entries to replace).
+        self._known.update(zip(keys, olds, strict=True))
         found: dict[str, int] = {}
         for pull_request_id, old in zip(pull_request_ids, olds, strict=True):
             if old is not None:
@@ -448,6 +468,7 @@ class SnapshotStore:
         """Wipe the content (an untrusted checkpoint) and keep the store open, empty."""
         log.warning("state_store_wiped", extra={"path": self.path, "reason": reason})
         self.close()
+        self._known = {}
         _wipe(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         db = Rdict(str(self.path), self._resources.options())
