@@ -47,6 +47,7 @@ def restore_partitions(
     topic: str,
     states: Mapping[int, PartitionState],
     timeout_s: float,
+    committed: Mapping[int, int] | None = None,
 ) -> RestoreStats:
     """Bring each partition's state up to the end of its pull-requests partition.
 
@@ -54,8 +55,14 @@ def restore_partitions(
     checkpoint (a warm store); one without replays from the beginning. A checkpoint past the
     log end (the store is ahead of the committed log: the topic was recreated or truncated, or
     the store came from elsewhere) or before the log start is not trusted: that state is reset
-    and rebuilt from the beginning. Each written chunk carries the offset after its last record
-    as the new checkpoint; the end of the partition (read_committed: the last stable offset)
+    and rebuilt from the beginning. So is one whose last applied transaction claims more of
+    the commands partition than the group committed (``committed``: partition -> the group's
+    committed commands offset, fetched after any predecessor's transaction was resolved; a
+    negative one counts as nothing committed, a missing one is not checked): it holds the
+    state of a transaction that never committed, which the log-end check cannot see, because
+    the aborted records and their abort marker lie past the checkpoint. Each written chunk
+    carries the offset after its last record as the new checkpoint; the end of the partition
+    (read_committed: the last stable offset)
     becomes the final one.
 
     ``consumer`` must be an assign-only consumer with ``enable.partition.eof=true`` and
@@ -80,10 +87,16 @@ def restore_partitions(
                 TopicPartition(topic, number), timeout=max(1.0, deadline - time.monotonic())
             )
             reason = ""
+            applied = state.commands_offset()
+            group = None if committed is None else committed.get(number)
+            if group is not None:
+                group = max(-1, group)  # OFFSET_INVALID: the group committed nothing yet
             if checkpoint > high:
                 reason = "ahead_of_log"
             elif checkpoint < low:
                 reason = "behind_log_start"
+            elif applied is not None and group is not None and applied > group:
+                reason = "ahead_of_commits"
             if reason:
                 log.warning(
                     "state_store_untrusted",
@@ -93,6 +106,8 @@ def restore_partitions(
                         "checkpoint": checkpoint,
                         "log_start": low,
                         "log_end": high,
+                        "commands_applied": applied,
+                        "commands_committed": group,
                         "reason": reason,
                     },
                 )

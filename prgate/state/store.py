@@ -23,6 +23,8 @@ Key layout (one RocksDB key space, raw bytes, sorted):
     s<status, 4 bytes><pull request id>  b""   ListPullRequests by status
     x<repository>\\0<status><id>         b""   by both
     c<partition, 4 bytes>               checkpoint, 8 bytes big-endian
+    o<partition, 4 bytes>               source offset (processor: the commands offset the
+                                        state's last transaction committed), 8 bytes
     midentity                           JSON of :class:`StoreIdentity`
 
 Repositories in keys are the canonical (case-folded) form; ids and repositories never contain
@@ -61,6 +63,7 @@ _BY_REPOSITORY = b"r"
 _BY_STATUS = b"s"
 _BY_BOTH = b"x"
 _CHECKPOINT = b"c"
+_SOURCE = b"o"
 _IDENTITY = b"midentity"
 _COUNT = b"mcount"
 _SEP = b"\x00"
@@ -278,6 +281,18 @@ class SnapshotStore:
             raise RuntimeError(f"state store {self.path} is closed")
         return self._db
 
+    def source_offsets(self) -> dict[int, int]:
+        """Per partition that has one, the input offset its last :meth:`write` said the state
+        reflects (``source_offsets``): for the processor, the next commands offset its last
+        applied transaction committed. A store that claims more than the consumer group
+        committed applied a transaction that never committed."""
+        found: dict[int, int] = {}
+        for partition in self.identity.partitions:
+            raw = self._rdict.get(_SOURCE + _u32(partition))
+            if raw is not None:
+                found[partition] = struct.unpack(">q", raw)[0]
+        return found
+
     def checkpoints(self) -> dict[int, int]:
         """The next changelog offset not yet reflected, per partition that has one."""
         found: dict[int, int] = {}
@@ -298,11 +313,14 @@ class SnapshotStore:
         checkpoints: Mapping[int, int],
         *,
         logged: bool = True,
+        source_offsets: Mapping[int, int] | None = None,
     ) -> None:
         """Apply ``changes`` (None deletes) and set ``checkpoints``, in one atomic WriteBatch.
 
         A checkpoint never moves back: one lower than the stored one is ignored (a replay of
-        records the store already reflects). ``logged=False`` skips the write-ahead log, as
+        records the store already reflects). ``source_offsets`` (partition -> offset) are
+        stored with them, see :meth:`source_offsets`. ``logged=False`` skips the write-ahead
+        log, as
         :meth:`write_raw` does (a crash then loses the writes not flushed yet, never part of
         one).
         """
@@ -333,6 +351,8 @@ class SnapshotStore:
                 repository, status = entry.repository.encode(), _u32(entry.status)
                 batch.put(_KEYS + key, repository + _SEP + status + _u64(entry.version))
                 self._index(batch, key, repository, status, delete=False)
+        for partition, offset in (source_offsets or {}).items():
+            batch.put(_SOURCE + _u32(partition), struct.pack(">q", offset))
         if not logged:
             self._unlogged = True
         self._commit(db, batch, delta, checkpoints, None if logged else _UNLOGGED)
