@@ -130,7 +130,11 @@ def inspect_stores(
     """Partition -> checkpoint of each store that took the killed transaction's snapshots,
     checked to lie inside the log (so that the log-end check would trust it)."""
     resources = StoreResources(StoreMemory(1 << 20, 1 << 20))
-    watermarks = Consumer(kafka.client_config(**{"group.id": "watermarks"}))
+    # read_uncommitted: the log end, not the last stable offset (the transaction is open;
+    # once it is aborted, the last stable offset moves past its abort marker, too).
+    watermarks = Consumer(
+        kafka.client_config(**{"group.id": "watermarks", "isolation.level": "read_uncommitted"})
+    )
     ahead: dict[int, int] = {}
     try:
         for partition, path in store_dirs(state, kafka).items():
