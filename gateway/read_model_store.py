@@ -203,7 +203,7 @@ class StoredPullRequests:
                 entity.status,
                 entity.version,
             )
-            self._cache.remember(key, entity)
+            self._cache.refresh(key, entity)
         self._pending.clear()
         self._versions.clear()
         if changes or checkpoints:

@@ -50,6 +50,12 @@ class DecodedCache:
         while len(self._cache) > self._entries:
             self._cache.popitem(last=False)
 
+    def refresh(self, pull_request_id: str, entity: PullRequest) -> None:
+        """Replace a cached entity by ``entity``; one not cached stays out (a catch-up writes
+        far more entities than are read, and would only push the read ones out)."""
+        if pull_request_id in self._cache:
+            self._cache[pull_request_id] = entity
+
     def forget(self, pull_request_id: str) -> None:
         self._cache.pop(pull_request_id, None)
 
