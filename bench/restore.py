@@ -434,3 +434,31 @@ def gateway_fanout(
             for child in reversed(children):
                 child.stop()
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.restore fanout [COMMANDS]``: :func:`gateway_fanout` on a private
+    broker (started and stopped here), as JSON on stdout. ``prgate bench`` does not run it."""
+    import argparse
+    import json
+
+    from bench.system import free_port
+    from prgate.kafka.local import LocalKafka
+
+    parser = argparse.ArgumentParser(prog="python -m bench.restore")
+    parser.add_argument("step", choices=["fanout"])
+    parser.add_argument("commands", type=int, nargs="?", default=2000)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="prgate-bench-fanout-") as tmp:
+        broker = LocalKafka(free_port(), controller_port=free_port(), state_dir=Path(tmp) / "kafka")
+        broker.start(timeout=180.0)
+        try:
+            result = gateway_fanout(broker.bootstrap_servers, Path(tmp), commands=args.commands)
+        finally:
+            broker.stop()
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
