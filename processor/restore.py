@@ -145,6 +145,9 @@ def restore_partitions(
                             eof = message.offset()
                             end = max(eof if eof is not None else -1, positions.get(partition, -1))
                             flush(partition, end if end >= 0 else None)
+                            # Restored records were written without the WAL: make them
+                            # durable now, not in the first transaction after the restore.
+                            states[partition].persist()
                         continue
                     if error.fatal():
                         raise RestoreError(f"reading {topic} failed: {error}")

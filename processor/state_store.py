@@ -54,6 +54,10 @@ class PartitionState(Protocol):
         bytes as they are."""
         ...
 
+    def persist(self) -> None:
+        """Make what :meth:`restore` wrote survive a crash (a store flushes its memtables)."""
+        ...
+
     def reset(self, reason: str) -> None:
         """Forget everything (a checkpoint the log does not confirm)."""
         ...
@@ -101,6 +105,9 @@ class MemoryPartition:
             else:
                 entity = PullRequest.FromString(value)
                 self._states[entity.pull_request_id] = entity
+
+    def persist(self) -> None:
+        """Nothing survives a crash anyway."""
 
     def reset(self, reason: str) -> None:
         self._states.clear()
@@ -152,6 +159,9 @@ class StoredPartition:
         (a restore reads far more pull requests than it holds), only kept current."""
         self._cache.forget_many(key.decode(errors="replace") for key in snapshots)
         self.store.write_raw(snapshots, {} if checkpoint is None else {self._partition: checkpoint})
+
+    def persist(self) -> None:
+        self.store.flush()
 
     def reset(self, reason: str) -> None:
         self._cache.clear()
