@@ -61,6 +61,10 @@ class ConnectServicerContext:
     def set_code(self, code: grpc.StatusCode) -> None:
         self._code = code
 
+    def code(self) -> grpc.StatusCode | None:
+        """The code a handler set (set_code), None when it set none."""
+        return self._code
+
     def set_details(self, details: str) -> None:
         self._details = details
 
@@ -101,10 +105,12 @@ class _HandlerCollector:
 
 @dataclass(frozen=True)
 class _CallDetails:
-    """``grpc.HandlerCallDetails`` of a Connect call: its method path and headers."""
+    """``grpc.HandlerCallDetails`` of a Connect call: its method path and headers, and the
+    transport (``rpc.system``) the observers (gateway/observed_calls.py) label it with."""
 
     method: str
     invocation_metadata: tuple[tuple[str, str], ...]
+    transport: str = "connect_rpc"
 
 
 class GrpcBridge:

@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import socket
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ from hypercorn.config import Config
 
 from gateway.connect_bridge import GrpcBridge, Interceptor, Registration
 from gateway.connect_errors import CODECS
+from gateway.security import ServerCertificates
 from gateway.settings import GatewaySettings
 from gateway.transport import ListenError, check_can_listen
 from prgate.v1 import command_service_connect, query_service_connect
@@ -115,6 +117,50 @@ async def _answer(send: Any, status: int, code: str, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class _Config(Config):
+    """hypercorn's settings whose TLS context follows the gateway's certificate files.
+
+    hypercorn builds one ``ssl.SSLContext`` at start; its SNI callback (OpenSSL calls it in
+    every handshake, with or without a server name) asks :meth:`ServerCertificates.fetch`
+    whether the files changed and are valid (the check the gRPC port makes) and, after a
+    reload by either port, hands the handshake a context made from the new files.
+    """
+
+    def __init__(self, certificates: ServerCertificates | None) -> None:
+        super().__init__()
+        self._certificates = certificates
+        self._generation = -1
+        self._current: ssl.SSLContext | None = None
+
+    def create_ssl_context(self) -> ssl.SSLContext | None:
+        context: ssl.SSLContext | None = super().create_ssl_context()
+        if context is None or self._certificates is None:
+            return context
+        self._current = context
+        self._generation = self._certificates.reloads
+        context.sni_callback = self._on_handshake
+        return context
+
+    def _on_handshake(
+        self, connection: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext
+    ) -> None:
+        certificates = self._certificates
+        assert certificates is not None
+        certificates.fetch()  # reloads when the files changed and are valid; logs refusals
+        if certificates.reloads != self._generation:
+            generation = certificates.reloads
+            try:
+                fresh: ssl.SSLContext | None = super().create_ssl_context()
+            except (ssl.SSLError, OSError) as exc:  # replaced again since fetch() read them
+                log.warning("tls_reload_refused", extra={"reason": str(exc), "port": "http"})
+                fresh = None
+            if fresh is not None:
+                fresh.sni_callback = self._on_handshake
+                self._current, self._generation = fresh, generation
+        if self._current is not None and connection.context is not self._current:
+            connection.context = self._current
+
+
 def check_shared_listen(address: str) -> None:
     """For ``--workers N``: the address every worker's Connect listener shares (SO_REUSEPORT,
     as their gRPC port), checked once by the supervisor; port 0 would give each worker another
@@ -146,6 +192,7 @@ async def start(
     interceptors: Sequence[Interceptor],
     *,
     reuse_port: bool = False,
+    certificates: ServerCertificates | None = None,
 ) -> ConnectServer | None:
     """Serve ``servicers`` over Connect on ``settings.http_listen``; None when it is empty.
 
@@ -153,7 +200,9 @@ async def start(
     query service; ``interceptors``: the gRPC server's, outermost first; ``reuse_port``: one
     worker of ``--workers N``, sharing the port with its siblings (SO_REUSEPORT). Raises
     :class:`gateway.transport.ListenError` when the address cannot be bound. With TLS on
-    (``tls_cert_file``), the listener serves HTTPS with the same files, loaded at start.
+    (``certificates``, the gRPC port's :class:`gateway.security.ServerCertificates`), the
+    listener serves HTTPS with the same files, reloaded as the gRPC port reloads them: each
+    new connection's handshake uses the newest valid files (open connections keep theirs).
     """
     if not settings.http_listen:
         return None
@@ -183,19 +232,17 @@ async def start(
             f"cannot listen on {settings.http_listen} (--http-listen): {exc}"
         ) from None
     port = int(sock.getsockname()[1])
-    config = Config()
+    config = _Config(certificates)
     config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) the socket
     config.graceful_timeout = settings.grace_period_s
     config.accesslog = None
     config.errorlog = log  # hypercorn's own lines (listening, errors), under this module
     config.keep_alive_timeout = settings.keepalive_time_s
-    if settings.tls_cert_file:
-        config.certfile = settings.tls_cert_file
-        config.keyfile = settings.tls_key_file
-        if settings.tls_client_ca_file:
-            import ssl
-
-            config.ca_certs = settings.tls_client_ca_file
+    if certificates is not None:
+        config.certfile = certificates.cert
+        config.keyfile = certificates.key
+        if certificates.client_ca:
+            config.ca_certs = certificates.client_ca
             config.verify_mode = ssl.CERT_REQUIRED
     shutdown = asyncio.Event()
     task = asyncio.create_task(serve(router, config, shutdown_trigger=shutdown.wait))
