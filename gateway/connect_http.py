@@ -121,7 +121,7 @@ class _Config(Config):
     """hypercorn's settings whose TLS context follows the gateway's certificate files.
 
     hypercorn builds one ``ssl.SSLContext`` at start; its SNI callback (OpenSSL calls it in
-    every handshake, with or without a server name) asks :meth:`ServerCertificates.fetch`
+    every handshake, with or without a server name) asks :meth:`ServerCertificates.refresh`
     whether the files changed and are valid (the check the gRPC port makes) and, after a
     reload by either port, hands the handshake a context made from the new files.
     """
@@ -146,7 +146,7 @@ class _Config(Config):
     ) -> None:
         certificates = self._certificates
         assert certificates is not None
-        certificates.fetch()  # reloads when the files changed and are valid; logs refusals
+        certificates.refresh()  # reloads when the files changed and are valid; logs refusals
         if certificates.reloads != self._generation:
             generation = certificates.reloads
             try:

@@ -27,9 +27,12 @@ from gateway.observed_calls import CallInfo, Interceptor, ObservedCall
 
 
 def go_code_name(code: grpc.StatusCode) -> str:
-    """``NOT_FOUND`` → ``NotFound``: the names the Go and Java servers export."""
+    """``NOT_FOUND`` → ``NotFound``, ``CANCELLED`` → ``Canceled``: the names of Go's
+    ``codes`` package, which go-grpc-prometheus exports."""
     if code is grpc.StatusCode.OK:
         return "OK"
+    if code is grpc.StatusCode.CANCELLED:
+        return "Canceled"  # Go's spelling (codes.Canceled)
     return "".join(part.capitalize() for part in code.name.split("_"))
 
 
