@@ -19,8 +19,12 @@ Connect error detail (``type``, base64 ``value`` and, for the ``google.rpc`` err
 message as JSON in ``debug``). This module is the listener; the call bridge is
 gateway/connect_bridge.py, the error mapping gateway/connect_errors.py.
 
-Limits: a request message larger than ``max_message_bytes`` (the gRPC server's receive limit)
-is refused RESOURCE_EXHAUSTED. Stop: :func:`ConnectServer.stop` after the drain window, with
+Limits (gateway/http_guard.py): a request message larger than ``max_message_bytes`` (the gRPC
+server's receive limit) is refused ``resource_exhausted`` after its body was read and dropped
+(bounded); a body that does not arrive within ``http_timeout_s`` is refused
+``deadline_exceeded`` (HTTP 408); a client that takes no response data for ``http_timeout_s``
+has its call ended; headers are bounded by hypercorn (16 KiB, else HTTP 431; the keep-alive
+timeout to arrive). Stop: :func:`ConnectServer.stop` after the drain window, with
 the gRPC server: open watches end first (``OpenStreams.end_all``, the same UNAVAILABLE with a
 RetryInfo as over gRPC), then the listener closes and running calls get ``grace_period_s``.
 """
@@ -29,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import socket
 import ssl
@@ -42,6 +45,7 @@ from hypercorn.config import Config
 
 from gateway.connect_bridge import GrpcBridge, Interceptor, Registration
 from gateway.connect_errors import CODECS
+from gateway.http_guard import RequestGuard, answer
 from gateway.security import ServerCertificates
 from gateway.settings import GatewaySettings
 from gateway.transport import ListenError, check_can_listen
@@ -95,26 +99,16 @@ class _Router:
         service = "/" + scope["path"].lstrip("/").partition("/")[0]
         app = self._apps.get(service)
         if app is None:
-            await _answer(send, 404, "unimplemented", f"no service at {scope['path']}")
+            await answer(send, 404, "unimplemented", f"no service at {scope['path']}")
             return
         if self._calls >= self._max_calls:
-            await _answer(
-                send, 429, "resource_exhausted", "the gateway serves its maximum of calls"
-            )
+            await answer(send, 429, "resource_exhausted", "the gateway serves its maximum of calls")
             return
         self._calls += 1
         try:
             await app(scope, receive, send)
         finally:
             self._calls -= 1
-
-
-async def _answer(send: Any, status: int, code: str, message: str) -> None:
-    """A Connect unary error (JSON body) sent without the library, before routing."""
-    body = json.dumps({"code": code, "message": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class _Config(Config):
@@ -234,10 +228,11 @@ async def start(
     port = int(sock.getsockname()[1])
     config = _Config(certificates)
     config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) the socket
+    app: Any = RequestGuard(router, message_limit=limit, timeout_s=settings.http_timeout_s)
     config.graceful_timeout = settings.grace_period_s
     config.accesslog = None
     config.errorlog = log  # hypercorn's own lines (listening, errors), under this module
-    config.keep_alive_timeout = settings.keepalive_time_s
+    config.keep_alive_timeout = settings.http_timeout_s  # also the time to send the headers
     if certificates is not None:
         config.certfile = certificates.cert
         config.keyfile = certificates.key
@@ -245,7 +240,7 @@ async def start(
             config.ca_certs = certificates.client_ca
             config.verify_mode = ssl.CERT_REQUIRED
     shutdown = asyncio.Event()
-    task = asyncio.create_task(serve(router, config, shutdown_trigger=shutdown.wait))
+    task = asyncio.create_task(serve(app, config, shutdown_trigger=shutdown.wait))
     log.info(
         "connect_http_started listen=%s port=%d max_message_bytes=%d",
         settings.http_listen,
