@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install tools dev test check lint generate generate-check kafka-start kafka-stop clean image
+.PHONY: install tools debian-packages dev test check lint generate generate-check kafka-start kafka-stop clean image
 
 # Command-line tools from the Go module proxy, pinned, installed into the venv's bin/.
 GRPCURL_VERSION := v1.9.4
@@ -36,7 +36,19 @@ $(GHZ): | $(STAMP)
 	@command -v go >/dev/null || { echo "go is required to install ghz (Go module proxy)"; exit 1; }
 	GOBIN=$(abspath $(BIN)) go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
-tools: $(GRPCURL) $(PROMTOOL) $(GHZ)
+# Debian packages the tests use, installed with apt-get when missing (sudo unless root):
+# kcat (the README's kcat recipe, tests/e2e/test_decode.py), iproute2 (ip, tc), curl (Connect tests).
+DEBIAN_PACKAGES := kcat iproute2 curl
+
+debian-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
+
+tools: $(GRPCURL) $(PROMTOOL) $(GHZ) debian-packages
 
 ## Start broker, topics, processor and gateway in the foreground; Ctrl-C stops everything.
 dev: $(STAMP)

@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from archive.maintain import MaintenanceBusy, maintain
 from archive.observability import ArchiveMetrics
@@ -26,6 +24,7 @@ from prgate.kafka.topic_checks import TopicContractError
 from prgate.kafka.topics import TopicAdminError, check_topics
 from prgate.observability import logs, metrics
 from prgate.settings import add_arguments, load, redacted
+from prgate.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +48,6 @@ def build_parser(maintenance: bool) -> argparse.ArgumentParser:
         )
     add_arguments(parser, ArchiveSettings)
     return parser
-
-
-def install_signal_handlers(stop: threading.Event) -> None:
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        log.info("stop_requested", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from archive.service import Archiver  # deltalake and pyarrow load only for a real run
 
     stop = threading.Event()
-    install_signal_handlers(stop)
+    stop_on_signals(stop, log)
     observed = ArchiveMetrics()
     server = metrics.serve(settings.metrics_listen, observed.registry)
     try:

@@ -275,7 +275,12 @@ class Processor(BatchSettlement):
             # The producer is wedged inside librdkafka: leave it behind, start a new one.
             self._replace_producer(str(exc), wedged=True)
             self._in_transaction = False
-            self._settle(batch, str(exc), rewind(self.member.consumer, self._stop), committing)
+            self._settle(
+                batch,
+                str(exc),
+                rewind(self.member.consumer, self._stop, self.member.fresh_committed),
+                committing,
+            )
             return
         self._in_transaction = False
         self._aborts_in_a_row = 0

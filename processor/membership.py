@@ -211,6 +211,23 @@ class GroupMember:
             )
         return StoredPartition(store, partition, self._settings.state_cache_entries)
 
+    def fresh_committed(
+        self, partitions: list[TopicPartition], timeout: float
+    ) -> list[TopicPartition]:
+        """The group's committed offsets of ``partitions``, read by a new consumer of the group
+        that never joins it (its own coordinator connection); raises KafkaException."""
+        config = self._settings.consumer_config(self._instance_id)
+        config.pop("group.instance.id", None)
+        config["client.id"] = f"{config.get('client.id', 'prgate-processor')}-offsets"
+        fetcher = Consumer(config | {"error_cb": lambda error: None})
+        try:
+            return list(fetcher.committed(partitions, timeout=timeout))
+        finally:
+            try:
+                fetcher.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("consumer_close_failed", extra={"error": exc})
+
     def close(self) -> None:
         """Leave the group (our partitions move at once), close both consumers and the
         partitions' state (stores stay on disk)."""

@@ -147,7 +147,12 @@ class BatchSettlement:
         elif not self._txn.abort():
             self._replace_producer(str(refused))
         self._in_transaction = False
-        self._settle(batch, str(refused), rewind(self.member.consumer, self._stop), committing)
+        self._settle(
+            batch,
+            str(refused),
+            rewind(self.member.consumer, self._stop, self.member.fresh_committed),
+            committing,
+        )
 
     def _recover(self, exc: KafkaException) -> dict[int, int]:
         """Resolve the failed transaction and rewind; returns the committed offsets.
@@ -174,7 +179,7 @@ class BatchSettlement:
         if reset:
             self._replace_producer(str(error))
         self._in_transaction = False
-        return rewind(self.member.consumer, self._stop)
+        return rewind(self.member.consumer, self._stop, self.member.fresh_committed)
 
     def _replace_producer(self, reason: str, *, wedged: bool = False) -> None:
         try:

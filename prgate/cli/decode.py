@@ -48,6 +48,7 @@ from prgate.kafka.contract import (
     TYPE_PULL_REQUEST,
 )
 from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.topics import topic_partitions
 from prgate.settings import add_arguments, load
 
 EXIT_OK, EXIT_FAILED, EXIT_NOT_REACHED = 0, 1, 3
@@ -136,14 +137,12 @@ def record_line(
 def _partitions(kafka: KafkaSettings, topic: str) -> list[int]:
     admin = AdminClient(kafka.client_config(log_level=4))
     try:
-        # All topics: asking for one by name could make a broker auto-create it.
-        metadata = admin.list_topics(timeout=METADATA_TIMEOUT)
+        partitions = topic_partitions(admin, topic, METADATA_TIMEOUT)
     except KafkaException as exc:
         raise DecodeFailed(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
-    described = metadata.topics.get(topic)
-    if described is None or described.error is not None or not described.partitions:
+    if partitions is None:
         raise DecodeFailed(f"topic {topic} does not exist")
-    return sorted(described.partitions)
+    return partitions
 
 
 def decode(

@@ -35,6 +35,7 @@ from confluent_kafka.admin._listoffsets import OffsetSpec  # not re-exported for
 from prgate.cli import render
 from prgate.kafka import codec
 from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.topics import topic_partitions
 from prgate.settings import add_arguments, load
 
 EXIT_OK, EXIT_FAILED, EXIT_NOT_REACHED = 0, 1, 3
@@ -64,15 +65,11 @@ def start_offsets(
     # log_level 4: librdkafka's informational lines (e.g. on close) would garble the output.
     admin = AdminClient(kafka.client_config(log_level=4))
     try:
-        # All topics: asking for one by name lets a broker with auto.create.topics.enable
-        # create it, and a tail must never create the events topic.
-        metadata = admin.list_topics(timeout=METADATA_TIMEOUT)
+        partitions = topic_partitions(admin, topic, METADATA_TIMEOUT)
     except KafkaException as exc:
         raise TailError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
-    described = metadata.topics.get(topic)
-    if described is None or described.error is not None or not described.partitions:
+    if partitions is None:
         raise TailError(f"topic {topic} does not exist (run `prgate topics ensure`)")
-    partitions = sorted(described.partitions)
     if from_beginning:
         return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
     latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]

@@ -121,6 +121,19 @@ def read_states(
     return states
 
 
+def topic_partitions(admin: AdminClient, topic: str, timeout: float) -> list[int] | None:
+    """The partition numbers of ``topic``, sorted; None when it does not exist (or has none).
+
+    Lists all topics: asking for one by name lets a broker with ``auto.create.topics.enable``
+    create it, and readers must never create a topic. Raises KafkaException when the brokers
+    do not answer within ``timeout`` seconds.
+    """
+    described = admin.list_topics(timeout=timeout).topics.get(topic)
+    if described is None or described.error is not None or not described.partitions:
+        return None
+    return sorted(described.partitions)
+
+
 def broker_count(admin: AdminClient, timeout: float) -> int:
     """Brokers the cluster's metadata lists."""
     try:
