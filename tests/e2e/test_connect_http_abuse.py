@@ -1,6 +1,7 @@
 """The HTTP/JSON (Connect) port attacked as an outsider would, against a real gateway process:
 malformed bodies and headers, wrong content types and methods, oversize bodies (declared and
-chunked), bodies and headers that never finish, huge headers. Each gets a clear HTTP status
+chunked), bodies and headers that never finish, huge headers, a client that never reads its
+stream. Each gets a clear HTTP status
 and Connect code (or, for a connection that never sends a request, the connection closed),
 and the gateway keeps serving. gateway/http_guard.py holds the bounds."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -15,8 +17,11 @@ from typing import Any
 import pytest
 from helpers.kafka import free_port
 
+from prgate.v1 import command_service_pb2 as svc
+from prgate.v1 import commands_pb2
 from tests.e2e.connect_http_calls import OPEN, WATCH_COMMAND, curl, open_body, post_json
 from tests.e2e.stack import Stack
+from tests.e2e.test_workers import scrape, total, wait_for
 
 TIMEOUT_S = 2  # PRGATE_HTTP_TIMEOUT_S of this file's gateway
 LIMIT = 1024 * 1024  # the e2e stack's PRGATE_MAX_MESSAGE_BYTES
@@ -214,3 +219,65 @@ def test_headers_that_never_end_and_silent_connections_are_closed(port: int) -> 
         assert closed_by_server(sock)
     with connect(port) as sock:  # connects and says nothing
         assert closed_by_server(sock)
+
+
+def test_a_client_that_never_reads_its_watch_has_it_ended(stack: Stack) -> None:
+    """A WatchPullRequest whose client never reads (a small receive buffer, nothing read):
+    once the versions fill the buffers, a message not taken within PRGATE_HTTP_TIMEOUT_S ends
+    the call, and the gateway's watcher of the pull request goes away while the connection is
+    still open."""
+    stack.processor()
+    http_port, metrics = free_port(), free_port()
+    gateway = stack.gateway(
+        free_port(),
+        PRGATE_HTTP_LISTEN=f"127.0.0.1:{http_port}",
+        PRGATE_HTTP_TIMEOUT_S=str(TIMEOUT_S),
+        PRGATE_METRICS_LISTEN=f"127.0.0.1:{metrics}",
+    )
+    opened = gateway.commands().OpenPullRequest(
+        svc.OpenPullRequestRequest(
+            command=commands_pb2.OpenPullRequest(
+                repository="acme/widgets",
+                title="big",
+                description="d" * 60_000,  # every version's frame carries it
+                author="ada",
+                source_branch="feature/big",
+                target_branch="main",
+            )
+        ),
+        timeout=30,
+    )
+    pr = opened.receipt.pull_request_id
+    message = json.dumps({"pullRequestId": pr}).encode()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(60)
+    sock.connect(("127.0.0.1", http_port))
+    try:
+        sock.sendall(
+            request(
+                "/prgate.v1.PullRequestQueryService/WatchPullRequest",
+                struct.pack(">BI", 0, len(message)) + message,
+                "application/connect+json",
+            )
+        )
+
+        def watchers() -> float:
+            return total(scrape(metrics), "prgate_gateway_read_model_watchers")
+
+        wait_for(lambda: watchers() == 1, "the watch is open")
+        for n in range(200):  # ~12 MB of frames, far more than the socket buffers hold
+            gateway.commands().ChangePullRequestTitle(
+                svc.ChangePullRequestTitleRequest(
+                    command=commands_pb2.ChangePullRequestTitle(
+                        pull_request_id=pr, title=f"big {n}", changed_by="ada"
+                    )
+                ),
+                timeout=30,
+            )
+            if n % 20 == 19 and watchers() == 0:
+                break
+        wait_for(lambda: watchers() == 0, "the unread watch was ended")
+        assert "http_client_not_reading" in gateway.log_path.read_text()
+    finally:
+        sock.close()
