@@ -9,6 +9,7 @@ is its deadline, and an abort ends the call with the Connect error of its status
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -28,6 +29,19 @@ from gateway.handlers import behavior_of, responses
 Interceptor = Any
 # A servicer's registration function: add_<Service>Servicer_to_server(servicer, server).
 Registration = Callable[[Any, Any], None]
+
+
+# Set by the port's router for each HTTP call; the bridge marks it when the call reaches the
+# gRPC handlers (so the router knows which calls the library answered by itself).
+BRIDGED: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "prgate_connect_bridged", default=None
+)
+
+
+def _mark_bridged() -> None:
+    marker = BRIDGED.get()
+    if marker is not None:
+        marker[0] = True
 
 
 class ConnectServicerContext:
@@ -129,6 +143,14 @@ class GrpcBridge:
         self._interceptors = tuple(interceptors)
         self._by_name = {_snake(path.rpartition("/")[2]): path for path in collector.handlers}
 
+    def grpc_type(self, path: str) -> str | None:
+        """``unary`` or ``server_stream`` for a method path of these services
+        (``/prgate.v1.PullRequestCommandService/OpenPullRequest``); None for any other."""
+        handler = self._handlers.get(path)
+        if handler is None:
+            return None
+        return "server_stream" if handler.response_streaming else "unary"
+
     def __getattr__(self, name: str) -> Callable[..., Any]:
         path = self.__dict__.get("_by_name", {}).get(name)
         if path is None:
@@ -152,6 +174,7 @@ class GrpcBridge:
         return handler
 
     async def _unary(self, path: str, request: Message, ctx: RequestContext[Any, Any]) -> Any:
+        _mark_bridged()
         context = ConnectServicerContext(ctx)
         try:
             handler = await self._handler(path, context)
@@ -170,6 +193,7 @@ class GrpcBridge:
     async def _stream(
         self, path: str, request: Message, ctx: RequestContext[Any, Any]
     ) -> AsyncIterator[Any]:
+        _mark_bridged()
         context = ConnectServicerContext(ctx)
         try:
             handler = await self._handler(path, context)

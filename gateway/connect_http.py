@@ -36,6 +36,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,9 +44,10 @@ from typing import Any
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from gateway.connect_bridge import GrpcBridge, Interceptor, Registration
-from gateway.connect_errors import CODECS
+from gateway.connect_bridge import BRIDGED, GrpcBridge, Interceptor, Registration
+from gateway.connect_errors import CODECS, connect_answer_code
 from gateway.http_guard import RequestGuard, answer
+from gateway.rpc_metrics import GrpcServerMetrics
 from gateway.security import ServerCertificates
 from gateway.settings import GatewaySettings
 from gateway.transport import ListenError, check_can_listen
@@ -82,10 +84,18 @@ class _Router:
     ``max_calls`` calls at once (``max_concurrent_rpcs``, counted apart from the gRPC
     port's), beyond it ``resource_exhausted`` (HTTP 429) as gRPC answers RESOURCE_EXHAUSTED."""
 
-    def __init__(self, apps: Sequence[Any], max_calls: int) -> None:
+    def __init__(
+        self,
+        apps: Sequence[Any],
+        max_calls: int,
+        *,
+        bridge: GrpcBridge | None = None,
+        rpc_metrics: GrpcServerMetrics | None = None,
+    ) -> None:
         self._apps = {app.path: app for app in apps}
         self._max_calls = max_calls
         self._calls = 0
+        self._bridge, self._rpc_metrics = bridge, rpc_metrics
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":  # nothing to start: the gateway owns the services
@@ -101,14 +111,52 @@ class _Router:
         if app is None:
             await answer(send, 404, "unimplemented", f"no service at {scope['path']}")
             return
+        if self._bridge is not None and self._bridge.grpc_type(scope["path"]) is None:
+            await answer(send, 404, "unimplemented", f"no method at {scope['path']}")
+            return
         if self._calls >= self._max_calls:
             await answer(send, 429, "resource_exhausted", "the gateway serves its maximum of calls")
             return
         self._calls += 1
         try:
-            await app(scope, receive, send)
+            if self._rpc_metrics is None or self._bridge is None:
+                await app(scope, receive, send)
+            else:
+                await self._counted(app, scope, receive, send)
         finally:
             self._calls -= 1
+
+    async def _counted(self, app: Any, scope: Any, receive: Any, send: Any) -> None:
+        """``app`` for a call; when the library answered it by itself (an undecodable body, a
+        bad header, another content type: the gRPC handlers never saw it), it is counted in
+        the per-RPC metrics here, with the code of its Connect error. Only the services'
+        own method paths are counted (label values are not the caller's to choose)."""
+        assert self._bridge is not None and self._rpc_metrics is not None
+        path: str = scope["path"]
+        grpc_type = self._bridge.grpc_type(path)
+        marker = [False]
+        token = BRIDGED.set(marker)
+        status, body = [0], bytearray()
+        begun = time.perf_counter()
+
+        async def watched(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            elif message["type"] == "http.response.body" and len(body) < 4096:
+                body.extend(message.get("body", b""))
+            await send(message)
+
+        try:
+            await app(scope, receive, watched)
+        finally:
+            BRIDGED.reset(token)
+            if not marker[0] and grpc_type is not None:
+                service, _, method = path.lstrip("/").rpartition("/")
+                self._rpc_metrics.refused(
+                    (grpc_type, service, method),
+                    connect_answer_code(status[0], bytes(body)),
+                    time.perf_counter() - begun,
+                )
 
 
 class _Config(Config):
@@ -218,6 +266,8 @@ async def start(
             ),
         ],
         settings.max_concurrent_rpcs,
+        bridge=bridge,
+        rpc_metrics=next((i for i in interceptors if isinstance(i, GrpcServerMetrics)), None),
     )
     try:
         sock = _bind_socket(settings.http_listen, reuse_port)

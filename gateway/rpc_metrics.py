@@ -85,3 +85,10 @@ class GrpcServerMetrics(Interceptor):
 
     def start(self, info: CallInfo) -> ObservedCall:
         return _Timed(self, (info.grpc_type, info.service, info.method))
+
+    def refused(self, labels: tuple[str, str, str], code: grpc.StatusCode, seconds: float) -> None:
+        """A call answered before any handler saw it (``labels``: grpc_type, grpc_service,
+        grpc_method), e.g. the Connect library refusing an undecodable body."""
+        self.started.labels(*labels).inc()
+        self.handled.labels(*labels, go_code_name(code)).inc()
+        self.handling_seconds.labels(*labels).observe(seconds)

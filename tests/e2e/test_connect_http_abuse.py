@@ -128,6 +128,8 @@ def test_malformed_requests_get_clear_codes(port: int) -> None:
         ("not gzip", request(OPEN, b"{}", "application/json", "content-encoding: gzip"), 400,
          "invalid_argument"),
         ("unknown service", request("/prgate.v1.Nope/Open", b"{}"), 404, "unimplemented"),
+        ("unknown method", request("/prgate.v1.PullRequestCommandService/Nope", b"{}"), 404,
+         "unimplemented"),
         # The library's answers to the wrong content type and method: HTTP-level, no JSON.
         ("text/plain", request(OPEN, b"{}", "text/plain"), 415, None),
         ("form data", request(OPEN, b"a=1", "application/x-www-form-urlencoded"), 415, None),

@@ -25,6 +25,7 @@ from tests.e2e.connect_http_calls import (
     debug_of,
     open_body,
     post_json,
+    post_raw,
     stream_json,
 )
 from tests.e2e.stack import Stack
@@ -198,13 +199,30 @@ def test_a_client_that_goes_away_leaves_no_watcher(stack: Stack) -> None:
     # Connect calls are counted in the standard per-RPC metrics, with the gRPC code.
     status, _ = post_json(base, OPEN, open_body(title=""))
     assert status == 400
+    # Answered by the library itself (the handlers never see them): counted too, by code.
+    assert post_raw(base, OPEN, "{not json", "application/json")[0] == 400
+    unsupported = subprocess.run(
+        [
+            *(curl(), "-sS", "-o", "/dev/null", "-w", "%{http_code}"),
+            *("-H", "Content-Type: text/plain", "--data-binary", "x", base + OPEN),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert unsupported.stdout == "415"
+    nope = post_raw(base, OPEN.replace("OpenPullRequest", "Nope"), "{}", "application/json")
+    assert (nope[0], nope[1]["code"]) == (404, "unimplemented"), nope
     text = scrape(metrics)
     commands, queries = "prgate.v1.PullRequestCommandService", "prgate.v1.PullRequestQueryService"
     assert handled(text, commands, "OpenPullRequest", "OK") == 2, text
-    assert handled(text, commands, "OpenPullRequest", "InvalidArgument") == 1, text
+    assert handled(text, commands, "OpenPullRequest", "InvalidArgument") == 2, text
+    assert handled(text, commands, "OpenPullRequest", "Unknown") == 1, text  # the 415
+    assert 'grpc_method="Nope"' not in text  # paths that are no method are not labels
     assert handled(text, queries, "WatchPullRequest", "Canceled") == 1, text
     assert sample(text, "grpc_server_msg_sent_total", grpc_method="WatchPullRequest") >= 1, text
-    assert sample(text, "grpc_server_handling_seconds_count", grpc_method="OpenPullRequest") == 3
+    assert sample(text, "grpc_server_handling_seconds_count", grpc_method="OpenPullRequest") == 5
 
 
 def sample(text: str, name: str, **labels: str) -> float:
