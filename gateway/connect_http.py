@@ -19,6 +19,11 @@ Connect error detail (``type``, base64 ``value`` and, for the ``google.rpc`` err
 message as JSON in ``debug``). This module is the listener; the call bridge is
 gateway/connect_bridge.py, the error mapping gateway/connect_errors.py.
 
+The per-RPC metrics and spans (gateway/observed_calls.py) are among those interceptors, so a
+Connect call is counted and traced as a gRPC call is; the calls the Connect library answers
+by itself (an undecodable body, a bad header, another content type) are counted by the router
+with the code of its answer. TLS files reload with the gRPC port's (:class:`_Config`).
+
 Limits (gateway/http_guard.py): a request message larger than ``max_message_bytes`` (the gRPC
 server's receive limit) is refused ``resource_exhausted`` after its body was read and dropped
 (bounded); a body that does not arrive within ``http_timeout_s`` is refused
