@@ -153,6 +153,13 @@ class GatewaySettings(PolicySettings, StateSettings):
         "host:port to serve the same API over HTTP with the Connect protocol (JSON or binary"
         " protobuf; gateway/connect_http.py) in the same process (empty: off)",
     )
+    http_timeout_s: float = setting(
+        30.0,
+        "PRGATE_HTTP_TIMEOUT_S",
+        "on the HTTP port, how long the gateway waits for a request's headers and whole body"
+        " (else 408 deadline_exceeded) and for a client to take each response message (else the"
+        " connection is closed)",
+    )
     metrics_listen: str = setting(
         "", "PRGATE_METRICS_LISTEN", "host:port to serve Prometheus /metrics on (empty: off)"
     )
