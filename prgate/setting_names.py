@@ -28,6 +28,7 @@ SETTING_NAMES = frozenset(
         "drain_s",
         "events_retention_ms",
         "flush_interval_ms",
+        "http_timeout_s",
         "flush_max_records",
         "grace_period_s",
         "group_id",
