@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -147,11 +147,18 @@ class GroupMember:
         if wedged is not None:
             self._replace_consumer(wedged)
 
-    def restore(self, partitions: list[int], timeout_s: float) -> None:
+    def restore(
+        self,
+        partitions: list[int],
+        timeout_s: float,
+        committed: Mapping[int, int] | None = None,
+    ) -> None:
         """Bring ``partitions`` up to the pull-requests topic's end and install them.
 
         With a state directory each partition has a RocksDB store there that survives
         revocation and restarts, so only the records after its checkpoint are replayed.
+        ``committed`` (partition -> the group's committed commands offset) lets a store that
+        applied an uncommitted transaction be detected (see :func:`restore_partitions`).
         Raises KafkaException or RestoreError when that fails (the opened stores are closed).
         """
         assert self._restorer is not None
@@ -166,7 +173,11 @@ class GroupMember:
                 opened[partition] = self._open_state(topic, partition, deadline)
             self.restores.append(
                 restore_partitions(
-                    self._restorer, topic, opened, max(1.0, deadline - time.monotonic())
+                    self._restorer,
+                    topic,
+                    opened,
+                    max(1.0, deadline - time.monotonic()),
+                    committed,
                 )
             )
         except BaseException:
@@ -292,10 +303,15 @@ class GroupMember:
             try:
                 # Under read_committed this waits until a predecessor's pending transactional
                 # offsets are resolved: only then do the snapshots we read match those offsets.
-                self._observe.assigned(
-                    consumer.committed(partitions, timeout=max(1.0, deadline - time.monotonic()))
+                offsets = consumer.committed(
+                    partitions, timeout=max(1.0, deadline - time.monotonic())
                 )
-                self.restore(numbers, max(1.0, deadline - time.monotonic()))
+                self._observe.assigned(offsets)
+                self.restore(
+                    numbers,
+                    max(1.0, deadline - time.monotonic()),
+                    {tp.partition: tp.offset for tp in offsets if tp.error is None},
+                )
                 return
             except KafkaException as exc:
                 error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None

@@ -74,7 +74,7 @@ class BatchSettlement:
             self._txn.producer.poll(0)  # serve the snapshots' delivery reports still queued
         # The committed states, each partition's with its checkpoint, in one write: a store is
         # never ahead of the committed log.
-        batch.staged.apply(self._txn.take_positions())
+        batch.staged.apply(self._txn.take_positions(), batch.offsets)
         self._failures.committed(batch.offsets)
         self._observe.committed(batch.done, batch.started)
         self._counts["batches"] += 1

@@ -49,7 +49,7 @@ from prgate.kafka.contract import (
 )
 from prgate.kafka.settings import KafkaSettings
 from prgate.kafka.topics import topic_partitions
-from prgate.settings import add_arguments, load
+from prgate.settings import add_arguments, count_flag, load
 
 EXIT_OK, EXIT_FAILED, EXIT_NOT_REACHED = 0, 1, 3
 DESCRIPTOR_SET = "descriptors.binpb"
@@ -131,6 +131,11 @@ def record_line(
         except DecodeError as exc:
             line["value_base64"] = base64.b64encode(value).decode()
             line["error"] = f"not a {message_type}: {exc}"
+        except (json_format.Error, ValueError, TypeError) as exc:
+            # Parsed, but not showable as JSON (a Timestamp out of range): bytes prgate never
+            # wrote; shown as the line of any undecodable record instead of a traceback.
+            line["value_base64"] = base64.b64encode(value).decode()
+            line["error"] = f"{message_type} cannot be shown as JSON: {exc}"
     return line
 
 
@@ -251,11 +256,19 @@ def register(sub: Any) -> None:
     p.add_argument("topic", metavar="TOPIC", help="the full topic name (with its prefix)")
     add_arguments(p, KafkaSettings)
     p.add_argument(
-        "--partition", type=int, action="append", help="only this partition (repeatable)"
+        "--partition",
+        type=count_flag(int),
+        action="append",
+        help="only this partition (repeatable)",
     )
-    p.add_argument("--start-offset", type=int, default=None, help="first offset (default: 0)")
     p.add_argument(
-        "--end-offset", type=int, default=None, help="stop before this offset (default: the end)"
+        "--start-offset", type=count_flag(int), default=None, help="first offset (default: 0)"
+    )
+    p.add_argument(
+        "--end-offset",
+        type=count_flag(int),
+        default=None,
+        help="stop before this offset (default: the end)",
     )
     p.add_argument("--type", default=None, help="message type when a record has no header")
     p.add_argument(
@@ -263,5 +276,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also records of open and aborted transactions",
     )
-    p.add_argument("--timeout", type=float, default=None, help="give up after these seconds")
+    p.add_argument(
+        "--timeout", type=count_flag(float), default=None, help="give up after these seconds"
+    )
     p.set_defaults(func=_run)

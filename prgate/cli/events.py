@@ -36,7 +36,7 @@ from prgate.cli import render
 from prgate.kafka import codec
 from prgate.kafka.settings import KafkaSettings
 from prgate.kafka.topics import topic_partitions
-from prgate.settings import add_arguments, load
+from prgate.settings import add_arguments, count_flag, load
 
 EXIT_OK, EXIT_FAILED, EXIT_NOT_REACHED = 0, 1, 3
 METADATA_TIMEOUT = 15.0
@@ -169,6 +169,8 @@ def register(sub: Any) -> None:
     add_arguments(p, KafkaSettings)
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest event")
     p.add_argument("--json", action="store_true", help="protobuf JSON, one event per line")
-    p.add_argument("--max", type=int, default=0, help="stop after this many events")
-    p.add_argument("--timeout", type=float, default=None, help="stop after these seconds")
+    p.add_argument("--max", type=count_flag(int), default=0, help="stop after this many events")
+    p.add_argument(
+        "--timeout", type=count_flag(float), default=None, help="stop after these seconds"
+    )
     p.set_defaults(func=_run)
