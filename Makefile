@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install tools dev test check lint generate generate-check kafka-start kafka-stop clean image
+.PHONY: install tools debian-packages dev test check lint generate generate-check kafka-start kafka-stop clean image
 
 # Command-line tools from the Go module proxy, pinned, installed into the venv's bin/.
 GRPCURL_VERSION := v1.9.4
@@ -36,17 +36,20 @@ $(GHZ): | $(STAMP)
 	@command -v go >/dev/null || { echo "go is required to install ghz (Go module proxy)"; exit 1; }
 	GOBIN=$(abspath $(BIN)) go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
-# nft (Debian's nftables) for the network fault tests (tests/faults/netns.py: test hosts in
-# network namespaces, packets dropped by nftables rules). Installed with apt-get when missing
-# and root; otherwise those tests fail and say why.
-NFT := /usr/sbin/nft
+# Debian packages the tests use, installed with apt-get when missing (sudo unless root):
+# kcat (the README's kcat recipe, tests/e2e/test_decode.py), iproute2 (ip, tc), curl (Connect tests),
+# nftables (nft: the network fault tests, tests/faults/netns.py).
+DEBIAN_PACKAGES := kcat iproute2 curl nftables
 
-$(NFT):
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nftables; \
-	else echo "warning: nft missing (apt-get install nftables as root): the network fault tests will fail"; fi
+debian-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
 
-tools: $(GRPCURL) $(PROMTOOL) $(GHZ) $(NFT)
+tools: $(GRPCURL) $(PROMTOOL) $(GHZ) debian-packages
 
 ## Start broker, topics, processor and gateway in the foreground; Ctrl-C stops everything.
 dev: $(STAMP)

@@ -101,7 +101,7 @@ def _camel(snake: str) -> str:
 
 # The event_type column of each oneof case of EventEnvelope.event (PullRequestMerged, ...).
 _EVENT_ONEOF = events_pb2.EventEnvelope.DESCRIPTOR.oneofs_by_name["event"]
-_EVENT_TYPES = {f.name: _camel(f.name) for f in _EVENT_ONEOF.fields}
+EVENT_TYPES = {f.name: _camel(f.name) for f in _EVENT_ONEOF.fields}
 
 
 def command_columns(envelope: commands_pb2.CommandEnvelope) -> Row:
@@ -204,7 +204,7 @@ def _events(key: bytes | None, value: bytes | None, headers: codec.RawHeaders) -
     which = event.WhichOneof("event")
     if which is None:
         return row
-    row["event_type"] = _EVENT_TYPES.get(which) or _camel(which)
+    row["event_type"] = EVENT_TYPES.get(which) or _camel(which)
     body: Any = getattr(event, which)
     if which == "pull_request_opened":
         row.update(actor=body.author, repository=body.repository, title=body.title)
@@ -265,7 +265,7 @@ def table_codecs(topics: Topics) -> dict[str, TableCodec]:
     }
 
 
-def _headers(raw: codec.RawHeaders) -> tuple[str | None, str | None, str | None]:
+def header_texts(raw: codec.RawHeaders) -> tuple[str | None, str | None, str | None]:
     """message-type, correlation-id and traceparent as text (the last non-null value of each);
     one pass, as this runs once per archived record."""
     message_type = correlation_id = traceparent = None
@@ -296,7 +296,9 @@ def _pairs(raw: codec.RawHeaders) -> Iterable[tuple[str, str | bytes | None]]:
     return raw.items() if isinstance(raw, Mapping) else raw
 
 
-def _typed(table: TableCodec, record: Consumed, message_type: str | None) -> tuple[Row, str | None]:
+def typed_columns(
+    table: TableCodec, record: Consumed, message_type: str | None
+) -> tuple[Row, str | None]:
     """The typed columns of ``record`` and its decode error (None when it decoded)."""
     # The codec reads only the message-type header, to refuse another type; hand it over only
     # then (reading the headers again for every record would cost as much as the decoding).
@@ -344,8 +346,8 @@ def to_arrow(table: TableCodec, records: Sequence[Consumed], archived_at_us: int
     key_text = codec.key_text
     for i, record in enumerate(records):
         topic, partition, offset, timestamp_ms, key, value, headers = record
-        message_type, correlation_id, traceparent = _headers(headers)
-        columns, error = _typed(table, record, message_type)
+        message_type, correlation_id, traceparent = header_texts(headers)
+        columns, error = typed_columns(table, record, message_type)
         rows[i] = columns
         topics[i], partitions[i], offsets[i] = topic, partition, offset
         timestamps[i] = timestamp_ms * 1000

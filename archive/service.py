@@ -32,7 +32,8 @@ from confluent_kafka import (
 )
 from deltalake.exceptions import DeltaError
 
-from archive.decode import Consumed, TableCodec, table_codecs, to_arrow
+from archive.bulk import RecordColumns, columns_to_arrow, to_arrow
+from archive.decode import Consumed, TableCodec, table_codecs
 from archive.observability import ArchiveMetrics
 from archive.settings import ArchiveSettings
 from archive.sink import DeltaSink
@@ -46,24 +47,19 @@ CONSUME_TIMEOUT_S = 0.1  # bounds how long a stop request or a due flush waits
 
 @dataclass
 class TableBuffer:
-    """Records of one topic waiting for their commit, and when the oldest arrived."""
+    """Records of one topic waiting for their commit, and when the oldest arrived (filled by
+    :meth:`Archiver._take` directly)."""
 
-    by_partition: dict[int, list[Consumed]] = field(default_factory=lambda: defaultdict(list))
+    by_partition: dict[int, list[Message]] = field(default_factory=lambda: defaultdict(list))
     count: int = 0
     oldest: float | None = None
-
-    def add(self, record: Consumed, now: float) -> None:
-        self.by_partition[record.partition].append(record)
-        self.count += 1
-        if self.oldest is None:
-            self.oldest = now
 
     def drop(self, partition: int) -> None:
         self.count -= len(self.by_partition.pop(partition, []))
         if self.count == 0:
             self.oldest = None
 
-    def take(self) -> dict[int, list[Consumed]]:
+    def take(self) -> dict[int, list[Message]]:
         taken = {p: rs for p, rs in self.by_partition.items() if rs}
         self.by_partition = defaultdict(list)
         self.count, self.oldest = 0, None
@@ -92,9 +88,11 @@ class Archiver:
         }
         self._buffers = {topic: TableBuffer() for topic in self._tables}
         # Warm-up: pyarrow imports pandas on its first conversion of Python values (about a
-        # second of CPU here); pay it now, not inside the first flush after an assignment.
-        for table in self._tables.values():
-            to_arrow(table, [], archived_at_us=0)
+        # second of CPU here), and the first bulk decode of a table sets up its ptars handler
+        # and compute kernels (about 0.1 s); pay it now, not inside the first flushes after an
+        # assignment. An empty value runs the bulk and the per-record path.
+        for topic, table in self._tables.items():
+            to_arrow(table, [Consumed(topic, 0, 0, 0, None, b"", None)], archived_at_us=0)
         # (topic, partition) -> next offset this member accepts; absent: not ours.
         self._positions: dict[tuple[str, int], int] = {}
         self._failure: str | None = None
@@ -182,6 +180,9 @@ class Archiver:
         return code
 
     def _take(self, messages: list[Message], now: float) -> None:
+        # Once per consumed record: kept to what the position check needs (no helper call); the
+        # message itself is buffered, its fields are taken per batch at the flush.
+        positions, buffers = self._positions, self._buffers
         for message in messages:
             error = message.error()
             if error is not None:
@@ -191,23 +192,16 @@ class Archiver:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             if topic is None or partition is None or offset is None:
                 continue
-            expected = self._positions.get((topic, partition))
+            place = (topic, partition)
+            expected = positions.get(place)
             if expected is None or offset < expected:
                 continue  # not ours (any more), or archived already (fetched before a seek)
-            self._positions[(topic, partition)] = offset + 1
-            _, timestamp_ms = message.timestamp()
-            self._buffers[topic].add(
-                Consumed(
-                    topic,
-                    partition,
-                    offset,
-                    timestamp_ms,
-                    message.key(),
-                    message.value(),
-                    message.headers(),
-                ),
-                now,
-            )
+            positions[place] = offset + 1
+            buffer = buffers[topic]
+            buffer.by_partition[partition].append(message)
+            buffer.count += 1
+            if buffer.oldest is None:
+                buffer.oldest = now
 
     def _flush_due(self, now: float) -> None:
         for topic, buffer in self._buffers.items():
@@ -227,9 +221,10 @@ class Archiver:
             return
         table = self._tables[topic]
         started = time.perf_counter()
-        records = [r for rs in parts.values() for r in rs]
-        rows = to_arrow(table, records, archived_at_us=time.time_ns() // 1000)
-        next_offsets = {p: rs[-1].offset + 1 for p, rs in parts.items()}
+        messages = [m for ms in parts.values() for m in ms]
+        columns = RecordColumns.of_messages(messages)
+        rows = columns_to_arrow(table, columns, archived_at_us=time.time_ns() // 1000)
+        next_offsets = {p: (ms[-1].offset() or 0) + 1 for p, ms in parts.items()}
         result = self._sinks[topic].flush(rows, next_offsets)
         seconds = time.perf_counter() - started
         self._metrics.flushed(table.spec.name, result.rows, rows, seconds, len(result.lost))

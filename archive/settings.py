@@ -42,7 +42,7 @@ class ArchiveSettings(KafkaSettings):
         "partitions back without a rebalance); empty: <hostname>-<pid>, dynamic membership",
     )
     flush_max_records: int = setting(
-        5000,
+        20_000,
         "PRGATE_ARCHIVE_FLUSH_MAX_RECORDS",
         "records of one table buffered before they are written as one Delta commit",
     )

@@ -133,8 +133,11 @@ class Worker:
             requester = self._requesters[step.system] = KafkaRequester(kafka)
             await requester.start()
         self._n += 1
+        # From the same origin as prgate's "accepted" (call_mix): ``started``, the call's
+        # scheduled time, so the generator's own send lag counts on both sides.
+        lag_ms = (time.perf_counter() - started) * 1000
         acked_ms, _ = await requester.request(self._n, step.timeout_s)
-        return {"accepted": acked_ms}
+        return {"accepted": lag_ms + acked_ms}
 
     def operation(self, step: Step) -> Callable[[float], Awaitable[dict[str, float]]]:
         if step.kind == "mix":

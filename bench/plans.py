@@ -29,6 +29,7 @@ class Plan:
     archive_live_s: float = 15.0
     held_waves: int = 2
     held_wave: int = 1000
+    every_step: bool = False  # run every concurrency step, also past p99 > 50 ms (--concurrency)
 
 
 PLANS = {

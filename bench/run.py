@@ -300,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated systems to measure (default all: {','.join(SYSTEMS)})",
     )
     parser.add_argument(
+        "--concurrency",
+        metavar="N,N,...",
+        help="closed-loop steps to run, all of them (no stop at p99 > 50 ms): for A/B pairs",
+    )
+    parser.add_argument("--step-s", type=float, help="seconds of each step (after its warm-up)")
+    parser.add_argument(
         "--profile",
         default="",
         metavar="TEXT",
@@ -332,6 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = replace(plan, workers=args.workers)
     if args.restore_n:
         plan = replace(plan, restore_n=args.restore_n)
+    if args.concurrency:
+        steps = tuple(int(c) for c in args.concurrency.split(",") if c.strip())
+        plan = replace(plan, concurrency=steps, every_step=True)
+    if args.step_s:
+        plan = replace(plan, step_s=args.step_s)
     only = [s.strip() for s in (args.only or ",".join(SCENARIOS)).split(",") if s.strip()]
     unknown = set(only) - set(SCENARIOS)
     if unknown:

@@ -117,7 +117,10 @@ class Admission:
         self._announced = VersionTable(settings.idempotency_cache_size)
         self._watch = CommandWatch(settings, results, self._accepted)
         self._consistency = ConsistencyGate(
-            tokens or ConsistencyTokens.for_deployment(settings.page_token_secret, ""),
+            tokens
+            or ConsistencyTokens.for_deployment(
+                settings.page_token_secret, "", settings.page_token_accepted_secret
+            ),
             view,
             default_wait_s=settings.consistency_wait_s,
         )

@@ -95,7 +95,9 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
             view=view,
             refusal_log=refusal_log,
             clock=clock,
-            tokens=ConsistencyTokens.for_deployment(settings.page_token_secret, deployment),
+            tokens=ConsistencyTokens.for_deployment(
+                settings.page_token_secret, deployment, settings.page_token_accepted_secret
+            ),
         )
         self._caller_of: CallerOf = caller_of or (lambda context: "")
         self._metrics = metrics

@@ -28,7 +28,7 @@ SERVER_ERROR_OUTCOMES = frozenset(
 
 class CommandTelemetry:
     """The span, metrics and outcome line of one command call; a context manager that ends
-    the span.
+    the span it started (none when the RPC's span is current: it adds to that one).
 
     Times are measured from construction (the call's arrival) with ``time.perf_counter``.
     ``caller_traceparent`` is the traceparent the caller sent (its span becomes the parent).
@@ -45,8 +45,16 @@ class CommandTelemetry:
         self._started = time.perf_counter()
         self._rpc = rpc
         self._metrics = metrics
+        # The RPC's span (gateway/rpc_spans.py) when it is current; one of its own otherwise
+        # (a servicer called without the interceptor), which it then ends.
+        current = tracing.current_call() if tracing is not None else None
+        self._owns_span = current is None
         self._span: Span | None = (
-            tracing.start_call(rpc, caller_traceparent) if tracing is not None else None
+            current
+            if current is not None
+            else tracing.start_call(rpc, caller_traceparent)
+            if tracing is not None
+            else None
         )
 
     def __enter__(self) -> CommandTelemetry:
@@ -58,7 +66,7 @@ class CommandTelemetry:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._span is not None:
+        if self._span is not None and self._owns_span:
             self._span.end()
 
     def _elapsed_s(self) -> float:

@@ -9,6 +9,7 @@ is its deadline, and an abort ends the call with the Connect error of its status
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -28,6 +29,19 @@ from gateway.handlers import behavior_of, responses
 Interceptor = Any
 # A servicer's registration function: add_<Service>Servicer_to_server(servicer, server).
 Registration = Callable[[Any, Any], None]
+
+
+# Set by the port's router for each HTTP call; the bridge marks it when the call reaches the
+# gRPC handlers (so the router knows which calls the library answered by itself).
+BRIDGED: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "prgate_connect_bridged", default=None
+)
+
+
+def _mark_bridged() -> None:
+    marker = BRIDGED.get()
+    if marker is not None:
+        marker[0] = True
 
 
 class ConnectServicerContext:
@@ -60,6 +74,10 @@ class ConnectServicerContext:
 
     def set_code(self, code: grpc.StatusCode) -> None:
         self._code = code
+
+    def code(self) -> grpc.StatusCode | None:
+        """The code a handler set (set_code), None when it set none."""
+        return self._code
 
     def set_details(self, details: str) -> None:
         self._details = details
@@ -101,10 +119,12 @@ class _HandlerCollector:
 
 @dataclass(frozen=True)
 class _CallDetails:
-    """``grpc.HandlerCallDetails`` of a Connect call: its method path and headers."""
+    """``grpc.HandlerCallDetails`` of a Connect call: its method path and headers, and the
+    transport (``rpc.system``) the observers (gateway/observed_calls.py) label it with."""
 
     method: str
     invocation_metadata: tuple[tuple[str, str], ...]
+    transport: str = "connect_rpc"
 
 
 class GrpcBridge:
@@ -122,6 +142,14 @@ class GrpcBridge:
         self._handlers = collector.handlers
         self._interceptors = tuple(interceptors)
         self._by_name = {_snake(path.rpartition("/")[2]): path for path in collector.handlers}
+
+    def grpc_type(self, path: str) -> str | None:
+        """``unary`` or ``server_stream`` for a method path of these services
+        (``/prgate.v1.PullRequestCommandService/OpenPullRequest``); None for any other."""
+        handler = self._handlers.get(path)
+        if handler is None:
+            return None
+        return "server_stream" if handler.response_streaming else "unary"
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         path = self.__dict__.get("_by_name", {}).get(name)
@@ -146,6 +174,7 @@ class GrpcBridge:
         return handler
 
     async def _unary(self, path: str, request: Message, ctx: RequestContext[Any, Any]) -> Any:
+        _mark_bridged()
         context = ConnectServicerContext(ctx)
         try:
             handler = await self._handler(path, context)
@@ -164,6 +193,7 @@ class GrpcBridge:
     async def _stream(
         self, path: str, request: Message, ctx: RequestContext[Any, Any]
     ) -> AsyncIterator[Any]:
+        _mark_bridged()
         context = ConnectServicerContext(ctx)
         try:
             handler = await self._handler(path, context)

@@ -11,6 +11,7 @@ refused INVALID_ARGUMENT with ``MALFORMED_REQUEST``, as over gRPC.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -149,3 +150,38 @@ def connect_error(aborted: Aborted) -> ConnectError:
             raw = value if isinstance(value, bytes) else base64.b64decode(value)
             status.ParseFromString(raw)
     return ConnectError(connect_code(aborted.code), aborted.message, error_details(status))
+
+
+# Connect's HTTP-status-to-code mapping, for an error answer without a Connect error body.
+_HTTP_CODES = {
+    400: grpc.StatusCode.INTERNAL,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.UNIMPLEMENTED,
+    429: grpc.StatusCode.UNAVAILABLE,
+    502: grpc.StatusCode.UNAVAILABLE,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def connect_answer_code(status: int, body: bytes) -> grpc.StatusCode:
+    """The gRPC code of an HTTP answer of the Connect port (``body``: its first bytes): the
+    ``code`` of its Connect error (the body of a unary answer, a stream's end frame;
+    ``invalid_argument`` → INVALID_ARGUMENT), OK for a 200 without one, else Connect's
+    mapping of the HTTP status (415 and others: UNKNOWN)."""
+    try:
+        if status == 200:  # a stream's end frame (flag 0x02) may carry an error
+            if len(body) < 5 or not body[0] & 0x02:
+                return grpc.StatusCode.OK
+            error = json.loads(body[5:]).get("error")
+            if error is None:
+                return grpc.StatusCode.OK
+            name = str(error["code"]).upper()
+        else:
+            name = str(json.loads(body)["code"]).upper()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return _HTTP_CODES.get(status, grpc.StatusCode.UNKNOWN)
+    if name == "CANCELED":
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode[name] if name in grpc.StatusCode.__members__ else grpc.StatusCode.UNKNOWN

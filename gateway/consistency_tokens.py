@@ -59,15 +59,19 @@ class Position:
 
 
 class ConsistencyTokens:
-    """Issues and reads consistency tokens with one HMAC key (at least 16 bytes)."""
+    """Issues consistency tokens with one HMAC key and reads those of it and of the
+    ``accepted`` keys (each at least 16 bytes)."""
 
-    def __init__(self, key: bytes) -> None:
-        self._sealer = SignedTokens(key)
+    def __init__(self, key: bytes, *accepted: bytes) -> None:
+        self._sealer = SignedTokens(key, *accepted)
 
     @classmethod
-    def for_deployment(cls, secret: str, deployment: str) -> ConsistencyTokens:
-        """The tokens of a deployment (every gateway of it reads those of the others)."""
-        return cls(SignedTokens.deployment_key(_KEY_LABEL, secret, deployment))
+    def for_deployment(
+        cls, secret: str, deployment: str, accepted_secret: str = ""
+    ) -> ConsistencyTokens:
+        """The tokens of a deployment (every gateway of it reads those of the others); those
+        signed with ``accepted_secret`` are read too (rotating the secret)."""
+        return cls(*SignedTokens.deployment_keys(_KEY_LABEL, secret, deployment, accepted_secret))
 
     def issue(self, position: Position) -> str:
         """The token of ``position`` (version 0..2^63-1)."""

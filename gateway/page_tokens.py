@@ -14,8 +14,9 @@ deployment's pull-requests topic name: tokens then work on every gateway of the 
 across restarts without configuration, and are refused by other deployments, but anyone who
 knows the topic name can mint one. Forging a token only lets a caller start a listing at an id
 of their choice, which shows nothing that listing from the start would not, so the secret is a
-hardening, not a requirement. Changing the secret invalidates the tokens in flight: their
-clients get INVALID_ARGUMENT and start the listing again.
+hardening, not a requirement. Changing the secret invalidates the tokens in flight (their
+clients get INVALID_ARGUMENT and start the listing again) unless it is rotated through
+``PRGATE_PAGE_TOKEN_ACCEPTED_SECRET`` (:mod:`gateway.signed_tokens`).
 """
 
 from __future__ import annotations
@@ -53,14 +54,15 @@ class ListQuery:
 class PageTokens:
     """Issues and reads page tokens with one HMAC key (:mod:`gateway.signed_tokens`)."""
 
-    def __init__(self, key: bytes) -> None:
-        self._sealer = SignedTokens(key)
+    def __init__(self, key: bytes, *accepted: bytes) -> None:
+        self._sealer = SignedTokens(key, *accepted)
 
     @classmethod
-    def for_deployment(cls, secret: str, deployment: str) -> PageTokens:
+    def for_deployment(cls, secret: str, deployment: str, accepted_secret: str = "") -> PageTokens:
         """The tokens of a deployment: keyed by ``secret`` when set, else by ``deployment``
-        (the pull-requests topic name), so every gateway of it agrees."""
-        return cls(SignedTokens.deployment_key(_KEY_LABEL, secret, deployment))
+        (the pull-requests topic name), so every gateway of it agrees; those signed with
+        ``accepted_secret`` are read too (rotating the secret)."""
+        return cls(*SignedTokens.deployment_keys(_KEY_LABEL, secret, deployment, accepted_secret))
 
     def issue(self, query: ListQuery, after: str) -> str:
         """The token of the page that follows the id ``after`` in ``query``."""

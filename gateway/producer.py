@@ -43,12 +43,15 @@ class CommandProducer:
         kafka: KafkaSettings,
         *,
         delivery_timeout_ms: int = 5000,
-        linger_ms: int = 1,
+        linger_ms: int = 0,
         extra: dict[str, str] | None = None,
     ) -> None:
         self._topic = kafka.topics.commands
         # message.timeout.ms bounds how long librdkafka retries a record: with the broker
         # down, the delivery report carries _MSG_TIMED_OUT after at most this long.
+        # linger.ms 0: a command is sent at once; under load records still batch while earlier
+        # requests are in flight. Lab (README Performance): ack p50 at c=1 / c=16 2.2 / 3.1 ms
+        # with 1 ms, 0.6 / 1.5 ms with 0; at c=64 the same, for ~8 µs more broker CPU per send.
         self._config: dict[str, Any] = kafka.client_config(
             **{
                 "enable.idempotence": True,

@@ -147,7 +147,9 @@ class QueryService(query_service_pb2_grpc.PullRequestQueryServiceServicer):
     ) -> None:
         settings = settings if settings is not None else GatewaySettings()
         self._view = view
-        tokens = ConsistencyTokens.for_deployment(settings.page_token_secret, deployment)
+        tokens = ConsistencyTokens.for_deployment(
+            settings.page_token_secret, deployment, settings.page_token_accepted_secret
+        )
         self._consistency = ConsistencyGate(
             tokens, view, default_wait_s=settings.consistency_wait_s
         )
@@ -156,7 +158,9 @@ class QueryService(query_service_pb2_grpc.PullRequestQueryServiceServicer):
         )
         # Bytes of pull requests one response may carry.
         self._budget = settings.max_message_bytes - RESPONSE_MARGIN_BYTES
-        self._tokens = PageTokens.for_deployment(settings.page_token_secret, deployment)
+        self._tokens = PageTokens.for_deployment(
+            settings.page_token_secret, deployment, settings.page_token_accepted_secret
+        )
 
     async def _reach(self, request: Any, context: Any, pull_request_id: str | None) -> None:
         """Read the request's consistency token (bound to ``pull_request_id`` unless None)

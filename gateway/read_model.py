@@ -50,6 +50,7 @@ class _Record:
     entity: PullRequest | None = None  # None with garbage="" means tombstone
     garbage: str = ""
     partition: int = 0
+    raw: bytes | None = None  # the entity's bytes as the topic carries them
 
 
 @dataclass(frozen=True)
@@ -197,10 +198,12 @@ class ReadModel:
 
     def stats(self) -> dict[str, int]:
         """Entities, records read, garbage, tombstones, stale snapshots, updates, folded
-        results, version waits (and those timed out), watchers, consumer errors."""
+        results, version waits (and those timed out), calls waiting for a version now,
+        watchers, consumer errors."""
         return {
             "entities": len(self._store),
             **self._counts,
+            "version_waiters": sum(len(w) for w in self._version_waiters.values()),
             "watchers": self._hub.watchers(),
             "errors": self._tail.errors,
         }
@@ -271,6 +274,8 @@ class ReadModel:
 
     def _apply_records(self, records: Sequence[_Record]) -> None:
         checkpoints: dict[int, int] = {}
+        # The stored versions the batch is checked against, in one read (a store only).
+        self._store.prefetch(r.key for r in records if r.entity is not None)
         for record in records:
             self._counts["records"] += 1
             checkpoints[record.partition] = max(
@@ -293,31 +298,33 @@ class ReadModel:
                 self._folded.discard(record.key)
                 log.info("snapshot_tombstone", extra={"key": record.key, "removed": removed})
             else:
-                self._apply_snapshot(record.entity)
+                self._apply_snapshot(record.entity, record.raw)
         self._store.flush(checkpoints)
 
-    def _apply_snapshot(self, entity: PullRequest) -> None:
+    def _apply_snapshot(self, entity: PullRequest, raw: bytes | None) -> None:
         key = entity.pull_request_id
-        current = self._store.get(key)
+        current = self._store.version_of(key)
         if current is not None:
-            newer = entity.version > current.version
-            replaces_folded = entity.version == current.version and key in self._folded
+            newer = entity.version > current
+            replaces_folded = entity.version == current and key in self._folded
             if not (newer or replaces_folded):
                 self._counts["stale"] += 1
                 return
             if replaces_folded:
                 # Same version as what we folded: take the processor's copy, tell nobody.
-                self._store.put(entity)
+                self._store.put(entity, raw)
                 self._folded.discard(key)
                 return
         self._folded.discard(key)
-        self._update(entity)
+        self._update(entity, raw)
 
-    def _update(self, entity: PullRequest, *, folded: bool = False) -> None:
+    def _update(
+        self, entity: PullRequest, raw: bytes | None = None, *, folded: bool = False
+    ) -> None:
         if folded:
             self._store.put_folded(entity)
         else:
-            self._store.put(entity)
+            self._store.put(entity, raw)
         self._counts["updates"] += 1
         self._hub.publish(entity)
         waiters = self._version_waiters.get(entity.pull_request_id)
@@ -334,4 +341,4 @@ def _decode(msg: Message) -> _Record:
         entity = codec.decode_snapshot(msg.key(), msg.value(), msg.headers())
     except codec.Undecodable as exc:
         return _Record(key, offset, garbage=str(exc), partition=partition)
-    return _Record(key, offset, entity=entity, partition=partition)
+    return _Record(key, offset, entity=entity, partition=partition, raw=msg.value())

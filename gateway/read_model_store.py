@@ -9,7 +9,7 @@ loop only.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from prgate.domain import canonical_repository
 from prgate.state import Entry, SnapshotStore
@@ -38,8 +38,17 @@ class PullRequestStore:
     def get(self, pull_request_id: str) -> PullRequest | None:
         return self._by_id.get(pull_request_id)
 
-    def put(self, entity: PullRequest) -> None:
-        """Insert or replace (the caller decides whether the version is newer)."""
+    def version_of(self, pull_request_id: str) -> int | None:
+        """The current entity's version, or None."""
+        entity = self._by_id.get(pull_request_id)
+        return None if entity is None else entity.version
+
+    def prefetch(self, pull_request_ids: Iterable[str]) -> None:
+        """Nothing to fetch: everything is in memory."""
+
+    def put(self, entity: PullRequest, raw: bytes | None = None) -> None:
+        """Insert or replace (the caller decides whether the version is newer); ``raw``, the
+        serialized entity if at hand, is not needed in memory."""
         key = entity.pull_request_id
         if key not in self._by_id:
             self._unsorted.append(key)
@@ -113,26 +122,60 @@ class StoredPullRequests:
     def __init__(self, store: SnapshotStore, cache_entries: int) -> None:
         self.store = store
         self._cache = DecodedCache(store, cache_entries)
-        self._pending: dict[str, PullRequest | None] = {}
+        # Snapshots to write at the next flush, with their bytes when they came from Kafka.
+        self._pending: dict[str, tuple[PullRequest, bytes | None] | None] = {}
         self._folded: dict[str, PullRequest] = {}
+        # Versions of stored entities looked up for the batch being applied (prefetch).
+        self._versions: dict[str, int | None] = {}
 
     def __len__(self) -> int:
         return self.store.count() + sum(1 for k in self._folded if self._stored(k) is None)
 
     def _stored(self, pull_request_id: str) -> PullRequest | None:
         if pull_request_id in self._pending:
-            return self._pending[pull_request_id]
+            pending = self._pending[pull_request_id]
+            return None if pending is None else pending[0]
         return self._cache.get(pull_request_id)
+
+    def version_of(self, pull_request_id: str) -> int | None:
+        """The current entity's version, or None; from memory when it is there, else from the
+        store's small key record (no snapshot read or decoded)."""
+        folded = self._folded.get(pull_request_id)
+        if folded is not None:
+            return folded.version
+        if pull_request_id in self._pending:
+            pending = self._pending[pull_request_id]
+            return None if pending is None else pending[0].version
+        cached = self._cache.peek(pull_request_id)
+        if cached is not None:
+            return cached.version
+        if pull_request_id in self._versions:
+            return self._versions[pull_request_id]
+        return self.store.versions([pull_request_id]).get(pull_request_id)
+
+    def prefetch(self, pull_request_ids: Iterable[str]) -> None:
+        """Look up the stored versions of a batch's ids in one multi-get (the ones not in
+        memory), for :meth:`version_of` until the next :meth:`flush`."""
+        wanted = [
+            key
+            for key in pull_request_ids
+            if key not in self._pending and key not in self._folded and not self._cache.has(key)
+        ]
+        if wanted:
+            found = self.store.versions(wanted)
+            for key in wanted:
+                self._versions[key] = found.get(key)
 
     def get(self, pull_request_id: str) -> PullRequest | None:
         folded = self._folded.get(pull_request_id)
         return folded if folded is not None else self._stored(pull_request_id)
 
-    def put(self, entity: PullRequest) -> None:
-        """A snapshot from the topic, written at the next :meth:`flush`."""
+    def put(self, entity: PullRequest, raw: bytes | None = None) -> None:
+        """A snapshot from the topic, written at the next :meth:`flush`: ``raw``, its bytes as
+        Kafka carried them, as they are (else the entity is encoded)."""
         key = entity.pull_request_id
         self._folded.pop(key, None)
-        self._pending[key] = entity
+        self._pending[key] = (entity, raw)
 
     def put_folded(self, entity: PullRequest) -> None:
         """An entity folded from a result: served from memory until its snapshot arrives."""
@@ -149,19 +192,25 @@ class StoredPullRequests:
     def flush(self, checkpoints: Mapping[int, int]) -> None:
         """Write the buffered snapshots with ``checkpoints`` (partition -> next offset)."""
         changes: dict[str, Entry | None] = {}
-        for key, entity in self._pending.items():
-            if entity is None:
+        for key, pending in self._pending.items():
+            if pending is None:
                 changes[key] = None
                 continue
+            entity, raw = pending
             changes[key] = Entry(
-                entity.SerializeToString(deterministic=True),
+                raw if raw is not None else entity.SerializeToString(deterministic=True),
                 canonical_repository(entity.repository),
                 entity.status,
+                entity.version,
             )
-            self._cache.remember(key, entity)
+            self._cache.refresh(key, entity)
         self._pending.clear()
+        self._versions.clear()
         if changes or checkpoints:
-            self.store.write(changes, checkpoints)
+            # Unlogged: a gateway that crashes replays from its last flushed checkpoint (at
+            # most the memtables' worth, PRGATE_STATE_WRITE_BUFFER_MB) instead of paying for
+            # the write-ahead log on every batch; close() flushes.
+            self.store.write(changes, checkpoints, logged=False)
 
     def list(
         self, *, repository: str = "", status: int = 0, after: str = "", limit: int = 100

@@ -9,49 +9,57 @@ work unchanged. ``grpc_code`` is the code's Go name (``OK``, ``NotFound``, ``Inv
 
 py-grpc-prometheus covers only synchronous servers and the global registry; the gateway is a
 grpc.aio server with a registry per process, hence this small interceptor. It goes outermost,
-so calls refused by the malformed-body check or authentication are counted too.
+so calls refused by the malformed-body check or authentication are counted too. The Connect
+port (gateway/connect_http.py) runs the same interceptor: its calls are counted under the same
+names, with the gRPC method and the gRPC code of their Connect error.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from contextlib import AbstractContextManager as ContextManager
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from gateway.handlers import behavior_of, replaced, responses, writes_with_context
-
-_TYPES = {
-    "unary_unary": "unary",
-    "unary_stream": "server_stream",
-    "stream_unary": "client_stream",
-    "stream_stream": "bidi_stream",
-}
+from gateway.observed_calls import CallInfo, Interceptor, ObservedCall
 
 
 def go_code_name(code: grpc.StatusCode) -> str:
-    """``NOT_FOUND`` → ``NotFound``: the names the Go and Java servers export."""
+    """``NOT_FOUND`` → ``NotFound``, ``CANCELLED`` → ``Canceled``: the names of Go's
+    ``codes`` package, which go-grpc-prometheus exports."""
     if code is grpc.StatusCode.OK:
         return "OK"
+    if code is grpc.StatusCode.CANCELLED:
+        return "Canceled"  # Go's spelling (codes.Canceled)
     return "".join(part.capitalize() for part in code.name.split("_"))
 
 
-def _code(context: Any, default: grpc.StatusCode) -> grpc.StatusCode:
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code
-    if isinstance(code, int):  # grpc.aio keeps the integer of the code it was given
-        for candidate in grpc.StatusCode:
-            if candidate.value[0] == code:
-                return candidate
-    return default
+class _Timed:
+    """One call's started count, and its handled count and latency when it ends."""
+
+    __slots__ = ("_begun", "_labels", "_metrics")
+
+    def __init__(self, metrics: GrpcServerMetrics, labels: tuple[str, str, str]) -> None:
+        self._metrics, self._labels = metrics, labels
+        metrics.started.labels(*labels).inc()
+        self._begun = time.perf_counter()
+
+    def current(self) -> ContextManager[None]:
+        return contextlib.nullcontext()
+
+    def sent(self) -> None:
+        self._metrics.msg_sent.labels(*self._labels).inc()
+
+    def done(self, code: grpc.StatusCode) -> None:
+        self._metrics.handled.labels(*self._labels, go_code_name(code)).inc()
+        self._metrics.handling_seconds.labels(*self._labels).observe(
+            time.perf_counter() - self._begun
+        )
 
 
-class GrpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class GrpcServerMetrics(Interceptor):
     """Counts and times every call of the server (see the module docstring)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -75,71 +83,12 @@ class GrpcServerMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             "grpc_server_msg_sent", "Stream messages sent by the server", labels, registry=registry
         )
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],  # type: ignore[type-arg]
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:  # type: ignore[type-arg]
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
-        request = "stream" if handler.request_streaming else "unary"
-        response = "stream" if handler.response_streaming else "unary"
-        labels = (_TYPES[f"{request}_{response}"], service, method)
-        inner = behavior_of(handler)
-        started, handled = self.started.labels(*labels), self.handled
-        seconds, sent = self.handling_seconds.labels(*labels), self.msg_sent.labels(*labels)
+    def start(self, info: CallInfo) -> ObservedCall:
+        return _Timed(self, (info.grpc_type, info.service, info.method))
 
-        def done(begun: float, code: grpc.StatusCode) -> None:
-            handled.labels(*labels, go_code_name(code)).inc()
-            seconds.observe(time.perf_counter() - begun)
-
-        if not handler.response_streaming or writes_with_context(inner):
-
-            async def call(request: Any, context: Any) -> Any:
-                started.inc()
-                begun = time.perf_counter()
-                code = grpc.StatusCode.OK
-                try:
-                    result = inner(request, context)
-                    if inspect.isawaitable(result):
-                        result = await result
-                    code = _code(context, grpc.StatusCode.OK)
-                    return result
-                except asyncio.CancelledError:
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except grpc.aio.AbortError:
-                    code = _code(context, grpc.StatusCode.UNKNOWN)
-                    raise
-                except Exception:
-                    code = grpc.StatusCode.UNKNOWN
-                    raise
-                finally:
-                    done(begun, code)
-
-            return replaced(handler, call)
-
-        async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-            started.inc()
-            begun = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
-                async for item in responses(inner(request, context)):
-                    sent.inc()
-                    yield item
-                code = _code(context, grpc.StatusCode.OK)
-            except (asyncio.CancelledError, GeneratorExit):
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except grpc.aio.AbortError:
-                code = _code(context, grpc.StatusCode.UNKNOWN)
-                raise
-            except Exception:
-                code = grpc.StatusCode.UNKNOWN
-                raise
-            finally:
-                done(begun, code)
-
-        return replaced(handler, stream)
+    def refused(self, labels: tuple[str, str, str], code: grpc.StatusCode, seconds: float) -> None:
+        """A call answered before any handler saw it (``labels``: grpc_type, grpc_service,
+        grpc_method), e.g. the Connect library refusing an undecodable body."""
+        self.started.labels(*labels).inc()
+        self.handled.labels(*labels, go_code_name(code)).inc()
+        self.handling_seconds.labels(*labels).observe(seconds)

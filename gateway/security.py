@@ -89,6 +89,8 @@ class ServerCertificates:
     :meth:`credentials` are grpcio's dynamic SSL server credentials: gRPC calls :meth:`fetch`
     before each new connection's handshake (from its own threads), which returns the new
     configuration when the files changed and are valid, else None (keep the current one).
+    The Connect port (gateway/connect_http.py) calls :meth:`refresh` in its handshakes and
+    follows ``reloads``.
     Raises :class:`SecurityConfigError` at construction when the files cannot work.
     """
 
@@ -98,8 +100,9 @@ class ServerCertificates:
         self._stamp = self._stat()
         self._refused: _Stamp | None = None
         initial, self.not_after = self._load()
-        self._initial = initial
+        self._initial = self._latest = initial
         self.reloads = 0
+        self._grpc_has = 0  # the reload whose configuration the gRPC port has
 
     def _paths(self) -> list[str]:
         return [p for p in (self.cert, self.key, self.client_ca) if p]
@@ -129,13 +132,14 @@ class ServerCertificates:
         )
         return configuration, not_after
 
-    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
-        """The new configuration when the files changed and are valid; None to keep the
-        current one (unchanged, or refused: logged once per change, with the reason)."""
+    def refresh(self) -> None:
+        """Reload the files when they changed and are valid (``reloads`` counts it); keep the
+        current ones otherwise (a refusal is logged once per change, with the reason). Each
+        port asks before each new connection's handshake."""
         stamp = self._stat()
         with self._lock:
             if stamp in (self._stamp, self._refused):
-                return None
+                return
             try:
                 configuration, not_after = self._load()
             except SecurityConfigError as exc:
@@ -143,14 +147,24 @@ class ServerCertificates:
                 log.warning(
                     "tls_reload_refused", extra={"reason": str(exc.code), "kept": "current"}
                 )
-                return None
+                return
             self._stamp, self._refused, self.not_after = stamp, None, not_after
+            self._latest = configuration
             self.reloads += 1
         log.info(
             "tls_certificates_reloaded",
             extra={"cert": self.cert, "not_after": not_after.isoformat()},
         )
-        return configuration
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """gRPC's fetcher: the newest configuration when the gRPC port does not have it yet
+        (the files changed, whichever port noticed first); None to keep the current one."""
+        self.refresh()
+        with self._lock:
+            if self._grpc_has == self.reloads:
+                return None
+            self._grpc_has = self.reloads
+            return self._latest
 
     def credentials(self) -> grpc.ServerCredentials:
         """Dynamic server credentials starting from the files read at construction."""

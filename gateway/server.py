@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import replace
 
 import grpc
@@ -36,6 +37,7 @@ from gateway.command_service import CommandService
 from gateway.exits import EXIT_CONFIG, EXIT_FAILED, EXIT_LISTEN, EXIT_OK, StartupError, failed
 from gateway.lifecycle import COMMAND_SERVICE, QUERY_SERVICE, SERVED, Gateway
 from gateway.malformed import MalformedRequestInterceptor
+from gateway.observed_calls import Interceptor as ObserverInterceptor
 from gateway.producer import CommandProducer
 from gateway.query_service import QueryService
 from gateway.read_model import ReadModel, ReadModelState
@@ -43,6 +45,7 @@ from gateway.reflection import HEALTH, add_reflection
 from gateway.refusal_log import KafkaRefusalLog
 from gateway.reply_router import ReplyRouter
 from gateway.rpc_metrics import GrpcServerMetrics
+from gateway.rpc_spans import RpcSpans
 from gateway.security import Security, build_security
 from gateway.server_metrics import gateway_metrics
 from gateway.settings import GatewaySettings
@@ -66,20 +69,32 @@ def new_server(
     settings: GatewaySettings,
     security: Security,
     streams: OpenStreams,
-    rpc_metrics: GrpcServerMetrics | None = None,
+    observers: Sequence[ObserverInterceptor] = (),
     *,
     reuse_port: bool = False,
 ) -> grpc.aio.Server:
-    """The gRPC server with the gateway's connection policy and interceptors, no services."""
-    counted = [] if rpc_metrics is None else [rpc_metrics]
+    """The gRPC server with the gateway's connection policy and interceptors, no services.
+
+    ``observers``: the per-RPC metrics and spans (:func:`observers`), outermost."""
     return grpc.aio.server(
         options=server_options(settings, reuse_port=reuse_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
-        # Outermost first: every call is counted (refused ones too); an undecodable body is
-        # refused before anything reads it; the open streams are innermost, inside
-        # authentication (their tag is the caller's token).
-        interceptors=[*counted, MalformedRequestInterceptor(), *security.interceptors, streams],
+        # Outermost first: every call is counted and traced (refused ones too); an
+        # undecodable body is refused before anything reads it; the open streams are
+        # innermost, inside authentication (their tag is the caller's token).
+        interceptors=[*observers, MalformedRequestInterceptor(), *security.interceptors, streams],
     )
+
+
+def observers(
+    metrics: GatewayMetrics, tracing: prgate_tracing.Tracing | None
+) -> list[ObserverInterceptor]:
+    """The interceptors that watch every call of both ports: per-RPC metrics, and a span per
+    call when tracing is on."""
+    found: list[ObserverInterceptor] = [GrpcServerMetrics(metrics.registry)]
+    if tracing is not None:
+        found.append(RpcSpans(tracing))
+    return found
 
 
 def _checked_setup(settings: GatewaySettings, streams: OpenStreams) -> Security:
@@ -121,9 +136,8 @@ async def start_gateway(
     except prgate_tracing.TracingError as exc:
         raise StartupError(str(exc), EXIT_CONFIG) from None
     metrics = GatewayMetrics()
-    server = new_server(
-        settings, security, streams, GrpcServerMetrics(metrics.registry), reuse_port=reuse_port
-    )
+    watching = observers(metrics, tracing)
+    server = new_server(settings, security, streams, watching, reuse_port=reuse_port)
     producer = CommandProducer(kafka, delivery_timeout_ms=int(settings.accept_timeout_s * 1000))
     router = ReplyRouter(
         kafka,
@@ -177,7 +191,11 @@ async def start_gateway(
     port = _listen(server, settings, security, reuse_port)
     try:  # the same servicers behind the same interceptors, over HTTP (off by default)
         http = await connect_http.start(
-            settings, servicers, [*security.interceptors, streams], reuse_port=reuse_port
+            settings,
+            servicers,
+            [*watching, *security.interceptors, streams],
+            reuse_port=reuse_port,
+            certificates=security.certificates,
         )
     except ListenError as exc:
         raise StartupError(str(exc), EXIT_LISTEN) from None

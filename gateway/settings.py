@@ -91,6 +91,14 @@ class GatewaySettings(PolicySettings, StateSettings):
         " every gateway but can be forged by anyone who knows them)",
         secret=True,
     )
+    page_token_accepted_secret: str = setting(
+        "",
+        "PRGATE_PAGE_TOKEN_ACCEPTED_SECRET",
+        "a second secret whose page and consistency tokens are accepted but never issued, to"
+        " rotate PRGATE_PAGE_TOKEN_SECRET without refusing tokens in flight: roll out the new"
+        " secret here, then swap the two, then empty this",
+        secret=True,
+    )
     max_concurrent_rpcs: int = setting(
         20_000, "PRGATE_MAX_CONCURRENT_RPCS", "calls served at once; beyond it RESOURCE_EXHAUSTED"
     )
@@ -144,6 +152,13 @@ class GatewaySettings(PolicySettings, StateSettings):
         "PRGATE_HTTP_LISTEN",
         "host:port to serve the same API over HTTP with the Connect protocol (JSON or binary"
         " protobuf; gateway/connect_http.py) in the same process (empty: off)",
+    )
+    http_timeout_s: float = setting(
+        30.0,
+        "PRGATE_HTTP_TIMEOUT_S",
+        "on the HTTP port, how long the gateway waits for a request's headers and whole body"
+        " (else 408 deadline_exceeded) and for a client to take each response message (else the"
+        " connection is closed)",
     )
     metrics_listen: str = setting(
         "", "PRGATE_METRICS_LISTEN", "host:port to serve Prometheus /metrics on (empty: off)"

@@ -6,6 +6,11 @@ which its key is derived together with ``PRGATE_PAGE_TOKEN_SECRET`` (or, when th
 the deployment's pull-requests topic name): a token of one kind is never accepted as another,
 and every gateway of a deployment reads the tokens any of them issued. What a body means is
 up to the kind (:mod:`gateway.page_tokens`, :mod:`gateway.consistency_tokens`).
+
+Rotating the secret: tokens are sealed with one key and opened with it or any of the
+``accepted`` keys (``PRGATE_PAGE_TOKEN_ACCEPTED_SECRET``), so a rolling restart never refuses
+a token another gateway of the deployment issued: first give every gateway the new secret as
+the accepted one, then make it the secret with the old one accepted, then drop the old one.
 """
 
 from __future__ import annotations
@@ -26,12 +31,14 @@ class BadToken(ValueError):
 
 
 class SignedTokens:
-    """Seals and opens the tokens of one kind with one HMAC key (at least 16 bytes)."""
+    """Seals the tokens of one kind with one HMAC key and opens those sealed with it or
+    with one of the ``accepted`` keys (each at least 16 bytes)."""
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) < 16:
+    def __init__(self, key: bytes, *accepted: bytes) -> None:
+        if any(len(k) < 16 for k in (key, *accepted)):
             raise ValueError("a token key needs at least 16 bytes")
         self._key = key
+        self._keys = (key, *(k for k in accepted if k != key))
 
     @staticmethod
     def deployment_key(label: bytes, secret: str, deployment: str) -> bytes:
@@ -40,16 +47,28 @@ class SignedTokens:
         material = b"secret:" + secret.encode() if secret else b"deployment:" + deployment.encode()
         return hmac.new(label, material, hashlib.sha256).digest()
 
-    def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._key, body, hashlib.sha256).digest()[:MAC_BYTES]
+    @classmethod
+    def deployment_keys(
+        cls, label: bytes, secret: str, deployment: str, accepted_secret: str = ""
+    ) -> list[bytes]:
+        """The key of :meth:`deployment_key`, then that of ``accepted_secret`` when set."""
+        keys = [cls.deployment_key(label, secret, deployment)]
+        if accepted_secret:
+            keys.append(cls.deployment_key(label, accepted_secret, deployment))
+        return keys
+
+    @staticmethod
+    def _mac(key: bytes, body: bytes) -> bytes:
+        return hmac.new(key, body, hashlib.sha256).digest()[:MAC_BYTES]
 
     def seal(self, body: bytes) -> str:
         """The token of ``body``: ASCII, URL and header safe."""
-        return base64.urlsafe_b64encode(body + self._mac(body)).rstrip(b"=").decode("ascii")
+        sealed = body + self._mac(self._key, body)
+        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
 
     def open(self, token: str, what: str) -> bytes:
-        """The body of a token this object sealed; BadToken("<what> was not issued by this
-        service") for anything else."""
+        """The body of a token sealed with this object's key or an accepted one;
+        BadToken("<what> was not issued by this service") for anything else."""
         refused = BadToken(f"{what} was not issued by this service")
         if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
             raise refused
@@ -64,6 +83,6 @@ class SignedTokens:
         if len(data) <= MAC_BYTES:
             raise refused
         body, mac = data[:-MAC_BYTES], data[-MAC_BYTES:]
-        if not hmac.compare_digest(mac, self._mac(body)):
+        if not any(hmac.compare_digest(mac, self._mac(key, body)) for key in self._keys):
             raise refused
         return body

@@ -11,15 +11,25 @@ The configuration file (``--config FILE`` or ``PRGATE_CONFIG_FILE``) is TOML, re
 dashes: ``listen``, ``bootstrap_servers``), with TOML values (``partitions = 12``,
 ``tls = true``) or strings parsed as the environment's are; a dict setting
 (``kafka_properties``) is a table of strings. Like the environment, one file can serve every
-process: a key that is not a setting of this command is ignored. A value of the wrong type
-stops the process with the file, the key and the reason.
+process: a key that is not a setting of this command is ignored, but a key that is no setting
+of any prgate command (:data:`prgate.setting_names.SETTING_NAMES`: a typo, a section) is
+refused. A value of the wrong type stops the process with the file, the key and the reason.
+
+Every refused value raises :class:`SettingsError` (a ``ValueError``): each process turns it
+into one line naming the setting and exit code 2. The message never holds the value of a
+secret setting or of a client property (``sasl.password=…``): it says what was expected and
+what kind of value was found. A configuration file must be UTF-8 TOML of at most
+:data:`MAX_CONFIG_BYTES`, and may not give one setting twice (``listen`` and ``listen`` are
+refused by TOML; ``bootstrap-servers`` and ``bootstrap_servers`` by this module).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import functools
+import math
 import os
 import tomllib
 import types
@@ -28,13 +38,25 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+# Re-exported: the settings' users import the properties' functions from here.
+from prgate.properties import format_properties as format_properties  # noqa: PLC0414
+from prgate.properties import parse_properties as parse_properties  # noqa: PLC0414
+from prgate.setting_names import SETTING_NAMES
+
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 CONFIG_ENV = "PRGATE_CONFIG_FILE"
 
 
 class SettingsError(ValueError):
-    """A file a setting names cannot be read or parsed; the message names the setting."""
+    """A setting refused: a value that does not parse, a configuration file or a file a
+    setting names that cannot be read or parsed. The message names the setting (flag,
+    variable or file key) and never holds a secret's value."""
+
+
+# A configuration file is a page of settings; anything larger is a mistake (a wrong path).
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 CONFIG_FLAG = "--config"
@@ -77,50 +99,53 @@ def _parse(kind: Any, raw: str) -> Any:
             return False
         raise ValueError(f"not a boolean: {raw!r}")
     if kind is int:
-        return int(raw)
+        return _counted(int(raw))
     if kind is float:
-        return float(raw)
+        return _counted(float(raw))
     if origin is dict:
         return parse_properties(raw)
     return raw
 
 
-_COMMA = "\x00"  # stands for an escaped comma while a line is split
+def _counted(value: N) -> N:
+    """``value`` when it is a finite number >= 0: every numeric setting is a count, a size, a
+    port or a duration (0 means "none" or "off" where a setting allows it)."""
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value}")
+    if value < 0:
+        raise ValueError(f"must not be negative, got {value}")
+    return value
 
 
-def parse_properties(raw: str) -> dict[str, str]:
-    """Parse client properties: ``k=v`` items separated by commas or line breaks.
-
-    A comma-separated piece without ``=`` continues the previous value, so values that are
-    lists stay whole: ``debug=eos,broker,acks=all`` is ``{"debug": "eos,broker", "acks":
-    "all"}``. ``\\,`` is a literal comma anywhere (for a value whose next piece holds ``=``).
-    Blank pieces and lines starting with ``#`` are skipped. Raises ``ValueError`` on a first
-    piece without ``=`` or an empty key.
-    """
-    result: dict[str, str] = {}
-    for raw_line in raw.replace("\\,", _COMMA).splitlines():
-        if raw_line.strip().startswith("#"):
-            continue
-        key: str | None = None
-        for raw_item in raw_line.split(","):
-            item = raw_item.strip()
-            if not item:
-                continue
-            name, sep, value = item.partition("=")
-            if not sep and key is not None:
-                result[key] = f"{result[key]},{item}".replace(_COMMA, ",")
-                continue
-            if not sep or not name.strip():
-                raise ValueError(f"expected key=value, got {item.replace(_COMMA, ',')!r}")
-            key = name.strip()
-            result[key] = value.strip().replace(_COMMA, ",")
-    return result
+def _kind_of(value: Any) -> str:
+    """What a value is, without the value: for messages about secrets."""
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
 
 
-def format_properties(properties: Mapping[str, str]) -> str:
-    """``properties`` as one string :func:`parse_properties` reads back exactly (commas in
-    values escaped), e.g. for a child process's ``PRGATE_KAFKA_PROPERTIES``."""
-    return ",".join(f"{k}={v.replace(',', chr(92) + ',')}" for k, v in properties.items())
+def count_flag(kind: type[N]) -> typing.Callable[[str], N]:
+    """An argparse ``type`` for a command's own numeric flag (``--max``, ``--timeout``,
+    ``--start-offset``): a finite number >= 0, else argparse's usage error (exit 2) naming
+    the flag; a negative one used to end a run at once or be sent to the gateway."""
+
+    def parse(raw: str) -> N:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {raw!r}") from None
+        try:
+            return _counted(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -160,14 +185,43 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 def read_config_file(path: str) -> dict[str, Any]:
     """The TOML table of the configuration file at ``path``, keys with ``-`` read as ``_``.
 
-    Raises ``SystemExit`` with the path and the reason when it cannot be read or parsed.
+    Raises :class:`SettingsError` with the path and the reason when it cannot be read, is
+    larger than :data:`MAX_CONFIG_BYTES`, is not UTF-8 or not TOML, or gives one setting
+    under two spellings (``bootstrap-servers`` and ``bootstrap_servers``).
     """
+    where = f"configuration file {path}"
     try:
         with Path(path).open("rb") as file:
-            table = tomllib.load(file)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise SystemExit(f"invalid configuration file {path}: {exc}") from exc
-    return {key.replace("-", "_"): value for key, value in table.items()}
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise SettingsError(f"cannot read {where}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise SettingsError(
+            f"{where} is larger than {MAX_CONFIG_BYTES} bytes: is it the right file?"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"{where} is not UTF-8 text (byte {exc.start} is not): TOML files are UTF-8"
+        ) from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's messages give the position and the kind of mistake, never the value.
+        raise SettingsError(f"{where} is not valid TOML: {exc}") from None
+    settings: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name in spelled:
+            raise SettingsError(
+                f"{where} gives the setting {name} twice, as {spelled[name]!r} and {key!r}:"
+                " keep one"
+            )
+        spelled[name] = key
+        settings[name] = value
+    return settings
 
 
 def config_path(args: argparse.Namespace | None, environ: Mapping[str, str]) -> str | None:
@@ -186,60 +240,101 @@ def _from_file(kind: Any, value: Any) -> Any:
         return _from_file(inner[0], value)
     if origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f'expected a table of key = "value", got {value!r}')
-        return {str(k): v if isinstance(v, str) else _toml_scalar(v) for k, v in value.items()}
+            # Not echoed: the value may hold a password (["sasl.password=…"]).
+            raise ValueError(f'expected a table of key = "value", got {_kind_of(value)}')
+        return {
+            str(k): v if isinstance(v, str) else _toml_scalar(str(k), v) for k, v in value.items()
+        }
     if kind is bool and isinstance(value, bool):
         return value
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
+        return _counted(value)
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        return _counted(float(value))
     expected = getattr(kind, "__name__", str(kind))
     raise ValueError(f"expected {expected}, got {type(value).__name__} {value!r}")
 
 
-def _toml_scalar(value: Any) -> str:
-    """A non-string property value as librdkafka wants it: ``true``, ``5``."""
+def _toml_scalar(key: str, value: Any) -> str:
+    """A non-string property value as librdkafka wants it: ``true``, ``5``; ValueError
+    naming ``key`` (not the value, which may be a password) for anything else."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    raise ValueError(f"a property value must be a string, number or boolean, got {value!r}")
+    raise ValueError(
+        f"property {key}: a value must be a string, number or boolean, got {_kind_of(value)}"
+    )
+
+
+def _problem(exc: ValueError, f: dataclasses.Field[Any], kind: Any, value: Any) -> str:
+    """Why ``value`` was refused for ``f``: the parser's reason, or for a secret setting
+    only the type expected and the kind of value found (never the value)."""
+    if not f.metadata.get("secret"):
+        return str(exc)
+    expected = getattr(kind, "__name__", str(kind))
+    return f"expected {expected}, got {_kind_of(value)} (the value is a secret: not shown)"
 
 
 def load(
     cls: type[T], args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
 ) -> T:
     """Build ``cls`` from parsed flags, then environment variables, then the configuration
-    file (:func:`config_path`), then defaults. Raises ``SystemExit`` naming the flag, variable
-    or file key of a value that does not parse; ``ValueError`` (:class:`SettingsError` for a
+    file (:func:`config_path`), then defaults. Raises :class:`SettingsError` naming the flag,
+    variable or file key of a value that does not parse (never showing a secret's value) or
+    when the configuration file cannot be used; ``ValueError`` (:class:`SettingsError` for a
     file a setting names) when the settings class refuses the values."""
     env = os.environ if environ is None else environ
     path = config_path(args, env)
     from_file = read_config_file(path) if path else {}
+    _check_known(from_file, cls, path)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         kind = _field_type(cls, f)
         flag_value = getattr(args, f.name, None) if args is not None else None
         env_name = f.metadata.get("env")
+        if flag_value is not None:
+            source, raw = "flag", flag_value
+        elif env_name and env_name in env:
+            source, raw = "environment", env[env_name]
+        elif f.name in from_file:
+            source, raw = "file", from_file[f.name]
+        else:
+            continue
         try:
-            if flag_value is not None:
-                if typing.get_origin(kind) is dict:
-                    values[f.name] = parse_properties(",".join(flag_value))
-                else:
-                    values[f.name] = _parse(kind, flag_value)
-            elif env_name and env_name in env:
-                values[f.name] = _parse(kind, env[env_name])
-            elif f.name in from_file:
-                try:
-                    values[f.name] = _from_file(kind, from_file[f.name])
-                except ValueError as exc:
-                    raise SystemExit(
-                        f"invalid setting {f.name} in configuration file {path}: {exc}"
-                    ) from exc
+            if source == "file":
+                values[f.name] = _from_file(kind, raw)
+            elif source == "flag" and typing.get_origin(kind) is dict:
+                values[f.name] = parse_properties(",".join(raw))
+            else:
+                values[f.name] = _parse(kind, raw)
         except ValueError as exc:
-            raise SystemExit(f"invalid setting {_flag(f)} / {env_name}: {exc}") from exc
+            where = (
+                f"{f.name} in configuration file {path}"
+                if source == "file"
+                else f"{_flag(f)} / {env_name}"
+            )
+            raise SettingsError(f"invalid setting {where}: {_problem(exc, f, kind, raw)}") from None
     return cls(**values)
+
+
+def _check_known(from_file: Mapping[str, Any], cls: type, path: str | None) -> None:
+    """SettingsError for a file key that is no setting of any prgate command (nor of
+    ``cls``): a typo or a section, which would otherwise be ignored without a word."""
+    known = SETTING_NAMES | {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(from_file) - known)
+    if not unknown:
+        return
+    close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    table = (
+        " (a table: settings are top-level keys)" if isinstance(from_file[unknown[0]], dict) else ""
+    )
+    raise SettingsError(
+        f"configuration file {path}: {unknown[0]!r} is not a setting of any prgate command"
+        f"{hint}{table}; keys are the settings' names, as in the README's configuration"
+        " reference"
+    )
 
 
 def redacted(obj: Any) -> dict[str, Any]:

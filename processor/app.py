@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from types import FrameType
 
 from confluent_kafka import KafkaException
 
@@ -25,6 +23,7 @@ from prgate.observability import logs
 from prgate.observability.metrics import MetricsListenError
 from prgate.observability.tracing import TracingError
 from prgate.settings import add_arguments, load, redacted
+from prgate.signals import stop_on_signals
 from prgate.workers import Supervisor, nth_address
 from processor.loop import EXIT_FATAL, EXIT_OK, Processor
 from processor.observability import ProcessorObservability
@@ -52,17 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(parser, ProcessorSettings)
     return parser
-
-
-def install_signal_handlers(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT ask the loop to stop after the batch in hand."""
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        log.info("stop_requested", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
 
 
 def failed(exit_code: int, error: object = None) -> int:
@@ -155,7 +143,7 @@ def run(settings: ProcessorSettings) -> int:
     except MetricsListenError as exc:
         return failed(EXIT_LISTEN, exc)
     stop = threading.Event()
-    install_signal_handlers(stop)
+    stop_on_signals(stop, log)
     code = Processor(settings, stop=stop, observability=observability).run()
     if code != EXIT_OK:
         return failed(code)

@@ -137,7 +137,8 @@ class CommandHandler:
         if self._tracing is None:
             return self._handle(message, headers, traceparent, staged, failure)
         span = self._tracing.start_command(traceparent)
-        handled = self._handle(message, headers, span.traceparent, staged, failure)
+        with span.current():  # log lines written while deciding carry the span's ids
+            handled = self._handle(message, headers, span.traceparent, staged, failure)
         span.rename(f"prgate.processor/{handled.command_type or 'undecodable'}")
         span.set(
             **{

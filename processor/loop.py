@@ -60,8 +60,9 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FATAL = 1
 
-# Bound of reading the output topics' size limits at start.
+# Bound of reading the output topics' size limits and the results topic's partitions at start.
 LIMITS_TIMEOUT_S = 10.0
+PARTITION_BY_KEY = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the partitioner decides
 
 
 class Processor(BatchSettlement):
@@ -114,6 +115,11 @@ class Processor(BatchSettlement):
             limits=self._failures.limits,
         )
         self._in_transaction = False
+        # Results of the default topic go to the partition number of their command (modulo the
+        # results topic's count): a batch's transaction then touches the same partition numbers
+        # on every output topic instead of one results partition per command id. 0: unknown,
+        # results go where their key (the command id) hashes.
+        self._results_partitions = 0
         self._progress = Progress(self._states)
         self._counts = self._progress.counts
         self._aborts_in_a_row = 0
@@ -152,6 +158,7 @@ class Processor(BatchSettlement):
             # transaction, before we read anything it may have left pending.
             self._txn.start()
             self.member.start()
+            self._results_partitions = self._count_partitions(self._topics.results)
             log.info("processor_started", extra={"instance_id": self._instance_id})
             self._observe.start()
             while not self._stop.is_set():
@@ -189,6 +196,19 @@ class Processor(BatchSettlement):
         self._in_transaction = False
         self._progress.log("processor_stopped")
         self._observe.stopped()
+
+    def _count_partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has; 0 (logged) when its metadata cannot be read."""
+        try:
+            found = self.member.list_topics(topic, LIMITS_TIMEOUT_S).topics.get(topic)
+        except KafkaException as exc:
+            log.warning("topic_metadata_unknown", extra={"topic": topic, "error": exc})
+            return 0
+        if found is None or found.error is not None:
+            error = "no such topic" if found is None else found.error
+            log.warning("topic_metadata_unknown", extra={"topic": topic, "error": error})
+            return 0
+        return len(found.partitions)
 
     def _check_fatal(self) -> None:
         if self._fatal is not None:
@@ -278,7 +298,12 @@ class Processor(BatchSettlement):
             # The producer is wedged inside librdkafka: leave it behind, start a new one.
             self._replace_producer(str(exc), wedged=True)
             self._in_transaction = False
-            self._settle(batch, str(exc), rewind(self.member.consumer, self._stop), committing)
+            self._settle(
+                batch,
+                str(exc),
+                rewind(self.member.consumer, self._stop, self.member.fresh_committed),
+                committing,
+            )
             return
         self._in_transaction = False
         self._aborts_in_a_row = 0
@@ -287,10 +312,17 @@ class Processor(BatchSettlement):
     def _produce(self, record: Record, source: Source) -> None:
         self._failures.check(record, source)
         deadline = time.monotonic() + RETRY_BUDGET_S
+        partition = PARTITION_BY_KEY
+        if record.topic == self._topics.results and self._results_partitions:
+            partition = source[0] % self._results_partitions
         while True:
             try:
                 self._txn_producer.produce(
-                    record.topic, value=record.value, key=record.key, headers=record.headers
+                    record.topic,
+                    value=record.value,
+                    key=record.key,
+                    headers=record.headers,
+                    partition=partition,
                 )
                 return
             except KafkaException as exc:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -30,6 +30,7 @@ from processor.watchdog import ConsumerWatchdog
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.1  # bounds how long a stop request waits for the loop
+_T = TypeVar("_T")  # what one consume() call returns a list of (Message)
 LOCK_WAIT_S = 5.0  # longest wait for a store another process holds (then: state in memory)
 RESTORE_BACKOFF_S = (0.2, 2.0)  # first and longest wait between restore attempts
 
@@ -94,6 +95,7 @@ class GroupMember:
         self._consumer: Consumer | None = None
         self._restorer: Consumer | None = None
         self._cluster_id = ""
+        self._last_batch = 0  # commands in the previous batch: whether waiting for more pays
         # One block cache and write-buffer budget for all of this process's stores.
         self.store_resources = (
             StoreResources(settings.state_memory()) if settings.state_path is not None else None
@@ -119,16 +121,22 @@ class GroupMember:
         return self.consumer.list_topics(topic, timeout)
 
     def next_batch(self) -> list[Message]:
-        """Wait (bounded) for a first command, then take what arrives within the batch wait."""
-        consumer = self.consumer
-        batch = consumer.consume(1, IDLE_POLL_S)
-        if batch and self._settings.batch_max_records > 1:
-            batch.extend(
-                consumer.consume(
-                    self._settings.batch_max_records - 1,
-                    self._settings.batch_max_wait_ms / 1000,
-                )
-            )
+        """Wait (bounded) for a first command, then take what arrives within the batch wait.
+
+        The wait is adaptive: only after a batch of more than one command (commands arrive
+        while transactions commit, so waiting fills the next one) does it wait up to
+        ``batch_max_wait_ms`` for more; after a lone command it takes only what is already
+        fetched, so a command at low load is not held back for company that does not come.
+        """
+        settings = self._settings
+        batch = take_batch(
+            self.consumer.consume,
+            settings.batch_max_records,
+            settings.batch_max_wait_ms / 1000,
+            self._last_batch,
+        )
+        if batch:
+            self._last_batch = len(batch)
         return batch
 
     def delivered(self) -> None:
@@ -141,11 +149,18 @@ class GroupMember:
         if wedged is not None:
             self._replace_consumer(wedged)
 
-    def restore(self, partitions: list[int], timeout_s: float) -> None:
+    def restore(
+        self,
+        partitions: list[int],
+        timeout_s: float,
+        committed: Mapping[int, int] | None = None,
+    ) -> None:
         """Bring ``partitions`` up to the pull-requests topic's end and install them.
 
         With a state directory each partition has a RocksDB store there that survives
         revocation and restarts, so only the records after its checkpoint are replayed.
+        ``committed`` (partition -> the group's committed commands offset) lets a store that
+        applied an uncommitted transaction be detected (see :func:`restore_partitions`).
         Raises KafkaException or RestoreError when that fails (the opened stores are closed).
         """
         topic = self._topics.pull_requests
@@ -169,6 +184,7 @@ class GroupMember:
                         topic,
                         opened,
                         max(1.0, deadline - time.monotonic()),
+                        committed,
                         # Last stable offsets and log ends, to wait for open transactions.
                         offsets=AdminClient(self._settings.client_config()),
                     )
@@ -224,6 +240,23 @@ class GroupMember:
                 "state_store_opened", extra={"partition": partition, "path": path, "reason": reason}
             )
         return StoredPartition(store, partition, self._settings.state_cache_entries)
+
+    def fresh_committed(
+        self, partitions: list[TopicPartition], timeout: float
+    ) -> list[TopicPartition]:
+        """The group's committed offsets of ``partitions``, read by a new consumer of the group
+        that never joins it (its own coordinator connection); raises KafkaException."""
+        config = self._settings.consumer_config(self._instance_id)
+        config.pop("group.instance.id", None)
+        config["client.id"] = f"{config.get('client.id', 'prgate-processor')}-offsets"
+        fetcher = Consumer(config | {"error_cb": lambda error: None})
+        try:
+            return list(fetcher.committed(partitions, timeout=timeout))
+        finally:
+            try:
+                fetcher.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("consumer_close_failed", extra={"error": exc})
 
     def close(self) -> None:
         """Leave the group (our partitions move at once), close both consumers and the
@@ -281,10 +314,15 @@ class GroupMember:
             try:
                 # Under read_committed this waits until a predecessor's pending transactional
                 # offsets are resolved: only then do the snapshots we read match those offsets.
-                self._observe.assigned(
-                    consumer.committed(partitions, timeout=max(1.0, deadline - time.monotonic()))
+                offsets = consumer.committed(
+                    partitions, timeout=max(1.0, deadline - time.monotonic())
                 )
-                self.restore(numbers, max(1.0, deadline - time.monotonic()))
+                self._observe.assigned(offsets)
+                self.restore(
+                    numbers,
+                    max(1.0, deadline - time.monotonic()),
+                    {tp.partition: tp.offset for tp in offsets if tp.error is None},
+                )
                 return
             except KafkaException as exc:
                 error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
@@ -338,3 +376,16 @@ def _close_quietly(consumer: Consumer) -> None:
         consumer.close()
     except (KafkaException, RuntimeError) as exc:
         log.warning("restore_consumer_close_failed", extra={"error": exc})
+
+
+def take_batch(
+    consume: Callable[[int, float], list[_T]], most: int, wait_s: float, last: int
+) -> list[_T]:
+    """One batch from ``consume(n, timeout_s)`` (a consumer's ``consume``): wait up to
+    :data:`IDLE_POLL_S` for a first record, then take up to ``most`` in all, waiting up to
+    ``wait_s`` for them only when the previous batch had ``last`` > 1 records, else taking
+    only what is already fetched (timeout 0)."""
+    batch = consume(1, IDLE_POLL_S)
+    if batch and most > 1:
+        batch.extend(consume(most - 1, wait_s if last > 1 else 0.0))
+    return batch

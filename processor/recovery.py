@@ -20,7 +20,7 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 
 COMMITTED_TIMEOUT_S = 10.0
 REWIND_RETRY_S = 1.0
+# Failed tries of the group consumer before a fresh consumer of the group is asked instead: a
+# consumer whose coordinator connection did not recover from a broker outage keeps timing out.
+FRESH_AFTER_FAILURES = 3
+
+CommittedFetch = Callable[[list[TopicPartition], float], list[TopicPartition]]
 
 
 class RewindStopped(Exception):
@@ -59,19 +64,28 @@ def batch_verdict(
     return Verdict.MIXED, known
 
 
-def rewind(consumer: Consumer, stop: threading.Event) -> dict[int, int]:
+def rewind(
+    consumer: Consumer, stop: threading.Event, fresh: CommittedFetch | None = None
+) -> dict[int, int]:
     """Seek every assigned partition back to its committed offset; returns those offsets.
 
     Without the rewind the records of an aborted batch would be skipped, so this retries (each
-    try bounded) for as long as it takes, e.g. while the broker is down; a stop request ends it
-    with :class:`RewindStopped` (the next start resumes from the committed offsets anyway).
+    try bounded by ``COMMITTED_TIMEOUT_S``) for as long as it takes, e.g. while the broker is
+    down; a stop request ends it with :class:`RewindStopped` (the next start resumes from the
+    committed offsets anyway). After ``FRESH_AFTER_FAILURES`` failed tries in a row the offsets
+    are fetched with ``fresh`` (a new consumer of the same group, see
+    :meth:`processor.membership.GroupMember.fresh_committed`) on every other try.
     """
     assignment = consumer.assignment()
     if not assignment:
         return {}
+    failures = 0
     while True:
         try:
-            committed = consumer.committed(assignment, timeout=COMMITTED_TIMEOUT_S)
+            if fresh is not None and failures >= FRESH_AFTER_FAILURES and failures % 2 == 1:
+                committed = fresh(assignment, COMMITTED_TIMEOUT_S)
+            else:
+                committed = consumer.committed(assignment, timeout=COMMITTED_TIMEOUT_S)
             for tp in committed:
                 if tp.error is not None:
                     raise KafkaException(tp.error)
@@ -81,7 +95,8 @@ def rewind(consumer: Consumer, stop: threading.Event) -> dict[int, int]:
         except KafkaException as exc:
             if stop.is_set():
                 raise RewindStopped(f"stopped before the rewind succeeded: {exc}") from exc
-            log.warning("rewind_retry", extra={"error": exc})
+            failures += 1
+            log.warning("rewind_retry", extra={"error": exc, "failures": failures})
             time.sleep(REWIND_RETRY_S)
     log.info(
         "consumer_rewound",

@@ -38,14 +38,13 @@ from confluent_kafka import admin as kafka_admin
 from confluent_kafka.admin import AdminClient
 
 from prgate.kafka import codec
-from prgate.v1.pull_request_pb2 import PullRequest
 from processor.state_store import PartitionState
 
 log = logging.getLogger(__name__)
 
-_CONSUME_BATCH = 1000
+_CONSUME_BATCH = 5000
 _CONSUME_WAIT_S = 0.2
-_WRITE_CHUNK = 2000  # records of one partition per state write while restoring
+_WRITE_CHUNK = 5000  # records of one partition per state write while restoring
 
 
 @dataclass
@@ -163,6 +162,8 @@ def restore_partitions(
     topic: str,
     states: Mapping[int, PartitionState],
     timeout_s: float,
+    committed: Mapping[int, int] | None = None,
+    *,
     offsets: AdminClient | None = None,
 ) -> RestoreStats:
     """Bring each partition's state up to the end of its pull-requests partition.
@@ -171,8 +172,14 @@ def restore_partitions(
     checkpoint (a warm store); one without replays from the beginning. A checkpoint past the
     log end (the store is ahead of the committed log: the topic was recreated or truncated, or
     the store came from elsewhere) or before the log start is not trusted: that state is reset
-    and rebuilt from the beginning. Each written chunk carries the offset after its last record
-    as the new checkpoint; the end of the partition (read_committed: the last stable offset)
+    and rebuilt from the beginning. So is one whose last applied transaction claims more of
+    the commands partition than the group committed (``committed``: partition -> the group's
+    committed commands offset, fetched after any predecessor's transaction was resolved; a
+    negative one counts as nothing committed, a missing one is not checked): it holds the
+    state of a transaction that never committed, which the log-end check cannot see, because
+    the aborted records and their abort marker lie past the checkpoint. Each written chunk
+    carries the offset after its last record as the new checkpoint; the end of the partition
+    (read_committed: the last stable offset)
     becomes the final one.
 
     ``consumer`` must be an assign-only consumer with ``enable.partition.eof=true`` and
@@ -211,10 +218,16 @@ def restore_partitions(
                     TopicPartition(topic, number), timeout=_query_timeout(deadline)
                 )
             reason = ""
+            applied = state.commands_offset()
+            group = None if committed is None else committed.get(number)
+            if group is not None:
+                group = max(-1, group)  # OFFSET_INVALID: the group committed nothing yet
             if checkpoint > high:
                 reason = "ahead_of_log"
             elif checkpoint < low:
                 reason = "behind_log_start"
+            elif applied is not None and group is not None and applied > group:
+                reason = "ahead_of_commits"
             if reason:
                 log.warning(
                     "state_store_untrusted",
@@ -224,6 +237,8 @@ def restore_partitions(
                         "checkpoint": checkpoint,
                         "log_start": low,
                         "log_end": high,
+                        "commands_applied": applied,
+                        "commands_committed": group,
                         "reason": reason,
                     },
                 )
@@ -236,11 +251,11 @@ def restore_partitions(
             TopicPartition(topic, number, OFFSET_BEGINNING if checkpoint is None else checkpoint)
         )
     pending = set(wanted)
-    changes: dict[int, dict[str, PullRequest | None]] = {p: {} for p in wanted}
+    changes: dict[int, dict[bytes, bytes | None]] = {p: {} for p in wanted}
     positions: dict[int, int] = {}
 
     def flush(partition: int, checkpoint: int | None) -> None:
-        states[partition].write(changes[partition], checkpoint)
+        states[partition].restore(changes[partition], checkpoint)
         changes[partition] = {}
 
     consumer.assign(starts)
@@ -261,6 +276,9 @@ def restore_partitions(
                             eof = message.offset()
                             end = max(eof if eof is not None else -1, positions.get(partition, -1))
                             flush(partition, end if end >= 0 else None)
+                            # Restored records were written without the WAL: make them
+                            # durable now, not in the first transaction after the restore.
+                            states[partition].persist()
                         continue
                     if error.fatal():
                         raise RestoreError(f"reading {topic} failed: {error}")
@@ -272,14 +290,17 @@ def restore_partitions(
                 offset = message.offset() or 0
                 if key is None:
                     raise RestoreError(f"{topic} [{partition}] offset {offset} has no key")
+                value = message.value()
                 try:
-                    snapshot = codec.decode_snapshot(key, message.value(), message.headers())
+                    # Checked, then dropped at once (cheap: upb reuses the memory); the state
+                    # takes the bytes as the topic carries them, not encoded again.
+                    codec.decode_snapshot(key, value, message.headers())
                 except codec.Undecodable as exc:
                     raise RestoreError(
                         f"{topic} [{partition}] offset {offset} is not a PullRequest: {exc}"
                     ) from exc
                 stats.records += 1
-                changes[partition][codec.key_text(key)] = snapshot
+                changes[partition][key] = value
                 positions[partition] = offset + 1
                 if len(changes[partition]) >= _WRITE_CHUNK:
                     flush(partition, offset + 1)

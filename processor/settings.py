@@ -58,7 +58,8 @@ class ProcessorSettings(KafkaSettings, PolicySettings, StateSettings):
     batch_max_wait_ms: int = setting(
         2,
         "PRGATE_PROCESSOR_BATCH_MAX_WAIT_MS",
-        "after the first command of a batch, how long to wait for more before committing",
+        "after the first command of a batch, how long to wait for more before committing;"
+        " only after a batch of several commands (after a lone one: what is already fetched)",
     )
     transaction_timeout_ms: int = setting(
         10_000,

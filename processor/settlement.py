@@ -79,7 +79,7 @@ class BatchSettlement:
             self._txn.producer.poll(0)  # serve the snapshots' delivery reports still queued
         # The committed states, each partition's with its checkpoint, in one write: a store is
         # never ahead of the committed log.
-        batch.staged.apply(self._txn.take_positions())
+        batch.staged.apply(self._txn.take_positions(), batch.offsets)
         self._failures.committed(batch.offsets)
         self._observe.committed(batch.done, batch.started)
         self._counts["batches"] += 1
@@ -157,7 +157,12 @@ class BatchSettlement:
         elif not self._txn.abort():
             self._replace_producer(str(refused))
         self._in_transaction = False
-        self._settle(batch, str(refused), rewind(self.member.consumer, self._stop), committing)
+        self._settle(
+            batch,
+            str(refused),
+            rewind(self.member.consumer, self._stop, self.member.fresh_committed),
+            committing,
+        )
 
     def _recover(self, exc: KafkaException, began: float) -> dict[int, int]:
         """Resolve the failed transaction (begun at ``began``, ``time.monotonic()``) and
@@ -191,7 +196,7 @@ class BatchSettlement:
             self._fatal, self._fatal_error = None, None
             self._replace_producer(str(error))
             self._in_transaction = False
-            return rewind(self.member.consumer, self._stop)
+            return rewind(self.member.consumer, self._stop, self.member.fresh_committed)
         if error is None or error.fatal() or self._fatal is not None:
             raise FatalProcessorError(f"transaction failed: {exc}") from exc
         self._aborts_in_a_row += 1
@@ -206,7 +211,7 @@ class BatchSettlement:
         if reset:
             self._replace_producer(str(error))
         self._in_transaction = False
-        return rewind(self.member.consumer, self._stop)
+        return rewind(self.member.consumer, self._stop, self.member.fresh_committed)
 
     def _timed_out(self, error: KafkaError, began: float) -> bool:
         """Whether ``error`` is the fencing of a transaction the coordinator timed out: the

@@ -31,10 +31,31 @@ class PartitionState(Protocol):
         """The next pull-requests offset not reflected yet; None: restore from the start."""
         ...
 
+    def commands_offset(self) -> int | None:
+        """The next commands offset the last transaction applied here committed; None when
+        unknown (kept in memory, or nothing applied yet)."""
+        ...
+
     def get(self, pull_request_id: str) -> PullRequest | None: ...
 
-    def write(self, changes: Mapping[str, PullRequest | None], checkpoint: int | None) -> None:
-        """Apply committed ``changes`` (None removes) and move the checkpoint (None: keep)."""
+    def write(
+        self,
+        changes: Mapping[str, PullRequest | None],
+        checkpoint: int | None,
+        commands_offset: int | None = None,
+    ) -> None:
+        """Apply committed ``changes`` (None removes), move the checkpoint (None: keep) and
+        note the commands offset their transaction committed (None: keep)."""
+        ...
+
+    def restore(self, snapshots: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
+        """Apply checked records replayed from the pull-requests topic, serialized PullRequests
+        by key (None: a tombstone), and move the checkpoint (None: keep). A store takes the
+        bytes as they are."""
+        ...
+
+    def persist(self) -> None:
+        """Make what :meth:`restore` wrote survive a crash (a store flushes its memtables)."""
         ...
 
     def reset(self, reason: str) -> None:
@@ -59,15 +80,34 @@ class MemoryPartition:
     def checkpoint(self) -> int | None:
         return None
 
+    def commands_offset(self) -> int | None:
+        return None
+
     def get(self, pull_request_id: str) -> PullRequest | None:
         return self._states.get(pull_request_id)
 
-    def write(self, changes: Mapping[str, PullRequest | None], checkpoint: int | None) -> None:
+    def write(
+        self,
+        changes: Mapping[str, PullRequest | None],
+        checkpoint: int | None,
+        commands_offset: int | None = None,
+    ) -> None:
         for pull_request_id, state in changes.items():
             if state is None:
                 self._states.pop(pull_request_id, None)
             else:
                 self._states[pull_request_id] = state
+
+    def restore(self, snapshots: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
+        for key, value in snapshots.items():
+            if value is None:
+                self._states.pop(key.decode(errors="replace"), None)
+            else:
+                entity = PullRequest.FromString(value)
+                self._states[entity.pull_request_id] = entity
+
+    def persist(self) -> None:
+        """Nothing survives a crash anyway."""
 
     def reset(self, reason: str) -> None:
         self._states.clear()
@@ -90,10 +130,18 @@ class StoredPartition:
     def checkpoint(self) -> int | None:
         return self.store.checkpoints().get(self._partition)
 
+    def commands_offset(self) -> int | None:
+        return self.store.source_offsets().get(self._partition)
+
     def get(self, pull_request_id: str) -> PullRequest | None:
         return self._cache.get(pull_request_id)
 
-    def write(self, changes: Mapping[str, PullRequest | None], checkpoint: int | None) -> None:
+    def write(
+        self,
+        changes: Mapping[str, PullRequest | None],
+        checkpoint: int | None,
+        commands_offset: int | None = None,
+    ) -> None:
         entries: dict[str, Entry | None] = {}
         for pull_request_id, state in changes.items():
             if state is None:
@@ -103,7 +151,17 @@ class StoredPartition:
                 entries[pull_request_id] = Entry(state.SerializeToString(deterministic=True))
                 self._cache.remember(pull_request_id, state)
         checkpoints = {} if checkpoint is None else {self._partition: checkpoint}
-        self.store.write(entries, checkpoints)
+        sources = {} if commands_offset is None else {self._partition: commands_offset}
+        self.store.write(entries, checkpoints, source_offsets=sources)
+
+    def restore(self, snapshots: Mapping[bytes, bytes | None], checkpoint: int | None) -> None:
+        """The bytes go to the store as the topic carries them; the entry cache is not filled
+        (a restore reads far more pull requests than it holds), only kept current."""
+        self._cache.forget_many(key.decode(errors="replace") for key in snapshots)
+        self.store.write_raw(snapshots, {} if checkpoint is None else {self._partition: checkpoint})
+
+    def persist(self) -> None:
+        self.store.flush()
 
     def reset(self, reason: str) -> None:
         self._cache.clear()
@@ -154,11 +212,12 @@ class PartitionStates:
         partition: int,
         changes: Mapping[str, PullRequest | None],
         checkpoint: int | None,
+        commands_offset: int | None = None,
     ) -> None:
         """Set committed states; ignored for a partition we no longer hold."""
         state = self._partitions.get(partition)
         if state is not None:
-            state.write(changes, checkpoint)
+            state.write(changes, checkpoint, commands_offset)
 
     def count(self) -> int:
         """How many pull requests are held, over all partitions."""
@@ -190,11 +249,19 @@ class StagedChanges:
     def __len__(self) -> int:
         return sum(len(changes) for changes in self._changes.values())
 
-    def apply(self, checkpoints: Mapping[int, int] | None = None) -> None:
+    def apply(
+        self,
+        checkpoints: Mapping[int, int] | None = None,
+        commands_offsets: Mapping[int, int] | None = None,
+    ) -> None:
         """Make the staged states the committed ones (call after the commit succeeded), each
         partition's in one write with its checkpoint from ``checkpoints`` (pull-requests
-        offset after the batch's last snapshot of that partition; missing: unchanged)."""
+        offset after the batch's last snapshot of that partition; missing: unchanged) and
+        the next commands offset the transaction committed for it (``commands_offsets``)."""
         checkpoints = checkpoints or {}
+        commands_offsets = commands_offsets or {}
         for partition, changes in self._changes.items():
-            self._store.write(partition, changes, checkpoints.get(partition))
+            self._store.write(
+                partition, changes, checkpoints.get(partition), commands_offsets.get(partition)
+            )
         self._changes.clear()

@@ -1,5 +1,5 @@
 """``python -m prgate.cli``: the same as ``prgate``."""
 
-from prgate.cli.main import main
+from prgate.cli.entry import main
 
 raise SystemExit(main())

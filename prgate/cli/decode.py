@@ -48,7 +48,8 @@ from prgate.kafka.contract import (
     TYPE_PULL_REQUEST,
 )
 from prgate.kafka.settings import KafkaSettings
-from prgate.settings import add_arguments, load
+from prgate.kafka.topics import topic_partitions
+from prgate.settings import add_arguments, count_flag, load
 
 EXIT_OK, EXIT_FAILED, EXIT_NOT_REACHED = 0, 1, 3
 DESCRIPTOR_SET = "descriptors.binpb"
@@ -130,20 +131,23 @@ def record_line(
         except DecodeError as exc:
             line["value_base64"] = base64.b64encode(value).decode()
             line["error"] = f"not a {message_type}: {exc}"
+        except (json_format.Error, ValueError, TypeError) as exc:
+            # Parsed, but not showable as JSON (a Timestamp out of range): bytes prgate never
+            # wrote; shown as the line of any undecodable record instead of a traceback.
+            line["value_base64"] = base64.b64encode(value).decode()
+            line["error"] = f"{message_type} cannot be shown as JSON: {exc}"
     return line
 
 
 def _partitions(kafka: KafkaSettings, topic: str) -> list[int]:
     admin = AdminClient(kafka.client_config(log_level=4))
     try:
-        # All topics: asking for one by name could make a broker auto-create it.
-        metadata = admin.list_topics(timeout=METADATA_TIMEOUT)
+        partitions = topic_partitions(admin, topic, METADATA_TIMEOUT)
     except KafkaException as exc:
         raise DecodeFailed(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
-    described = metadata.topics.get(topic)
-    if described is None or described.error is not None or not described.partitions:
+    if partitions is None:
         raise DecodeFailed(f"topic {topic} does not exist")
-    return sorted(described.partitions)
+    return partitions
 
 
 def decode(
@@ -252,11 +256,19 @@ def register(sub: Any) -> None:
     p.add_argument("topic", metavar="TOPIC", help="the full topic name (with its prefix)")
     add_arguments(p, KafkaSettings)
     p.add_argument(
-        "--partition", type=int, action="append", help="only this partition (repeatable)"
+        "--partition",
+        type=count_flag(int),
+        action="append",
+        help="only this partition (repeatable)",
     )
-    p.add_argument("--start-offset", type=int, default=None, help="first offset (default: 0)")
     p.add_argument(
-        "--end-offset", type=int, default=None, help="stop before this offset (default: the end)"
+        "--start-offset", type=count_flag(int), default=None, help="first offset (default: 0)"
+    )
+    p.add_argument(
+        "--end-offset",
+        type=count_flag(int),
+        default=None,
+        help="stop before this offset (default: the end)",
     )
     p.add_argument("--type", default=None, help="message type when a record has no header")
     p.add_argument(
@@ -264,5 +276,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also records of open and aborted transactions",
     )
-    p.add_argument("--timeout", type=float, default=None, help="give up after these seconds")
+    p.add_argument(
+        "--timeout", type=count_flag(float), default=None, help="give up after these seconds"
+    )
     p.set_defaults(func=_run)

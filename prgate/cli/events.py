@@ -35,7 +35,8 @@ from confluent_kafka.admin._listoffsets import OffsetSpec  # not re-exported for
 from prgate.cli import render
 from prgate.kafka import codec
 from prgate.kafka.settings import KafkaSettings
-from prgate.settings import add_arguments, load
+from prgate.kafka.topics import topic_partitions
+from prgate.settings import add_arguments, count_flag, load
 
 EXIT_OK, EXIT_FAILED, EXIT_NOT_REACHED = 0, 1, 3
 METADATA_TIMEOUT = 15.0
@@ -64,15 +65,11 @@ def start_offsets(
     # log_level 4: librdkafka's informational lines (e.g. on close) would garble the output.
     admin = AdminClient(kafka.client_config(log_level=4))
     try:
-        # All topics: asking for one by name lets a broker with auto.create.topics.enable
-        # create it, and a tail must never create the events topic.
-        metadata = admin.list_topics(timeout=METADATA_TIMEOUT)
+        partitions = topic_partitions(admin, topic, METADATA_TIMEOUT)
     except KafkaException as exc:
         raise TailError(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
-    described = metadata.topics.get(topic)
-    if described is None or described.error is not None or not described.partitions:
+    if partitions is None:
         raise TailError(f"topic {topic} does not exist (run `prgate topics ensure`)")
-    partitions = sorted(described.partitions)
     if from_beginning:
         return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
     latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
@@ -172,6 +169,8 @@ def register(sub: Any) -> None:
     add_arguments(p, KafkaSettings)
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest event")
     p.add_argument("--json", action="store_true", help="protobuf JSON, one event per line")
-    p.add_argument("--max", type=int, default=0, help="stop after this many events")
-    p.add_argument("--timeout", type=float, default=None, help="stop after these seconds")
+    p.add_argument("--max", type=count_flag(int), default=0, help="stop after this many events")
+    p.add_argument(
+        "--timeout", type=count_flag(float), default=None, help="stop after these seconds"
+    )
     p.set_defaults(func=_run)

@@ -17,7 +17,9 @@ reached only through their ``main`` entry points, imported lazily by name (:data
 so the CLI never imports ``gateway`` or ``processor`` itself. Every Kafka subcommand takes the
 flags of :class:`~prgate.kafka.settings.KafkaSettings` (flag > ``PRGATE_*`` /
 ``KAFKA_BOOTSTRAP_SERVERS`` environment > default). Expected failures (a missing tool, a
-timeout, a topic contract violation) print one clear message and exit 1, without a traceback.
+timeout, a topic contract violation) print one clear message and exit 1, without a traceback;
+a refused setting (a value that does not parse, a configuration file that cannot be used: a
+:class:`~prgate.settings.SettingsError`) exits 2, also from a delegated subcommand.
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ import sys
 from collections.abc import Callable, Sequence
 
 from prgate.cli import bench, decode, dev, events, kafka, pr, topics
+from prgate.cli.entry import EXIT_INTERRUPTED
 from prgate.kafka.local import LocalKafkaError
 from prgate.kafka.topic_checks import TopicContractError
 from prgate.kafka.topics import TopicAdminError
 from prgate.observability import logs
 from prgate.settings import SettingsError
 
-EXPECTED_ERRORS = (LocalKafkaError, TopicContractError, TopicAdminError, SettingsError)
+EXPECTED_ERRORS = (LocalKafkaError, TopicContractError, TopicAdminError)
+EXIT_SETTINGS = 2
 
 # --- registration points for subcommands implemented elsewhere -------------------------------
 # Each maps a subcommand to "module:function"; the function takes argv (the arguments after the
@@ -69,7 +73,11 @@ def run_delegated(name: str, argv: Sequence[str]) -> int:
         )
         return 1
     func: Callable[[list[str]], int | None] = getattr(module, func_name)
-    return int(func(list(argv)) or 0)
+    try:
+        return int(func(list(argv)) or 0)
+    except SettingsError as exc:  # the services report their own; this catches the rest
+        print(f"prgate {name}: error: {exc}", file=sys.stderr)
+        return EXIT_SETTINGS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,11 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure()
     try:
         code: int = args.func(args)
+    except SettingsError as exc:
+        print(f"prgate: error: {exc}", file=sys.stderr)
+        return EXIT_SETTINGS
     except EXPECTED_ERRORS as exc:
         print(f"prgate: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     return code
 
 

@@ -8,10 +8,11 @@
     prgate pr get PR_ID / prgate pr list --status open / prgate pr watch PR_ID
 
 Exit codes: 0 done; 1 refused (INVALID_ARGUMENT, FAILED_PRECONDITION, NOT_FOUND, ABORTED,
-ALREADY_EXISTS, and also UNAUTHENTICATED, PERMISSION_DENIED, INTERNAL); 2 usage; 3 no answer
-(UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED; also a ``--max`` not reached within
-``--timeout``). Errors print the code, the message and every violation on stderr (and with
-``--json`` the ``google.rpc.Status`` as JSON on stdout), never a traceback.
+ALREADY_EXISTS, and also UNAUTHENTICATED, PERMISSION_DENIED, INTERNAL); 2 usage or a refused
+setting; 3 no answer (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED; also a ``--max`` not
+reached within ``--timeout``); 130 Ctrl-C, 141 stdout's reader gone (:mod:`prgate.cli.entry`).
+Errors print the code, the message and every violation on stderr (and with ``--json`` the
+``google.rpc.Status`` as JSON on stdout), never a traceback.
 
 Read-your-writes from one command line to the next, on any gateway: the client's consistency
 tokens (:class:`prgate.client.Session`) are kept in ``PRGATE_CONSISTENCY_FILE`` (default
@@ -24,131 +25,28 @@ at once keep one of their sessions (the file is replaced whole, never torn).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
 
 from prgate.cli import render
+from prgate.cli.client_settings import ClientSettings
 from prgate.client import (
     Client,
     DeadlineExceeded,
     PrgateError,
     ResourceExhausted,
-    RetryPolicy,
-    Session,
     Unavailable,
-    tls_credentials,
 )
-from prgate.client.connection import DEFAULT_TARGET, DEFAULT_TIMEOUT
 from prgate.client.errors import error_from_result
 from prgate.client.requests import CONCLUSIONS, MODES, STATUSES, TERMINAL
-from prgate.settings import add_arguments, load, setting
+from prgate.settings import add_arguments, count_flag, load
 from prgate.v1 import command_service_pb2 as svc
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_NO_ANSWER = 0, 1, 2, 3
 NO_ANSWER = (Unavailable, DeadlineExceeded, ResourceExhausted)
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    """How the CLI reaches the gateway."""
-
-    target: str = setting(DEFAULT_TARGET, "PRGATE_TARGET", "gateway address host:port")
-    token: str = setting("", "PRGATE_TOKEN", "bearer token sent with every call", secret=True)
-    timeout: float = setting(
-        DEFAULT_TIMEOUT, "PRGATE_TIMEOUT", "seconds a call may take (watch: the whole watch)"
-    )
-    retries: int = setting(5, "PRGATE_RETRIES", "attempts per call while UNAVAILABLE")
-    # PRGATE_CLIENT_TLS_*: the gateway's PRGATE_TLS_* are its own server certificate and key.
-    client_tls: bool = setting(
-        False, "PRGATE_CLIENT_TLS", "use TLS with the system's root certificates", flag="--tls"
-    )
-    client_tls_ca_file: str = setting(
-        "",
-        "PRGATE_CLIENT_TLS_CA_FILE",
-        "PEM CA that signed the gateway (TLS)",
-        flag="--tls-ca-file",
-    )
-    client_tls_cert_file: str = setting(
-        "",
-        "PRGATE_CLIENT_TLS_CERT_FILE",
-        "client certificate (mutual TLS)",
-        flag="--tls-cert-file",
-    )
-    client_tls_key_file: str = setting(
-        "", "PRGATE_CLIENT_TLS_KEY_FILE", "client private key (mutual TLS)", flag="--tls-key-file"
-    )
-    consistency_file: str = setting(
-        "~/.cache/prgate/consistency-tokens.json",
-        "PRGATE_CONSISTENCY_FILE",
-        "where `prgate pr` keeps the consistency tokens of its answers between runs, for"
-        " read-your-writes on any gateway (empty: none kept)",
-    )
-
-    def session(self) -> Session:
-        """The session kept in ``consistency_file`` (a new one when there is none, or the file
-        is not one: it is then replaced after the call)."""
-        path = self._consistency_path()
-        if path is None:
-            return Session()
-        try:
-            return Session.from_json(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return Session()
-        except (OSError, ValueError) as exc:
-            print(f"prgate: warning: ignoring {path}: {exc}", file=sys.stderr)
-            return Session()
-
-    def save(self, session: Session) -> None:
-        """Write ``session`` to ``consistency_file`` atomically (a warning if it cannot be)."""
-        path = self._consistency_path()
-        if path is None:
-            return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".consistency-")
-        except OSError as exc:
-            _cannot_keep(exc)
-            return
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(session.to_json())
-            os.replace(temporary, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            _cannot_keep(exc)
-
-    def _consistency_path(self) -> Path | None:
-        return Path(self.consistency_file).expanduser() if self.consistency_file else None
-
-    def client(self, session: Session | None = None) -> Client:
-        credentials = None
-        if self.client_tls or self.client_tls_ca_file or self.client_tls_cert_file:
-            credentials = tls_credentials(
-                self.client_tls_ca_file or None,
-                self.client_tls_cert_file or None,
-                self.client_tls_key_file or None,
-            )
-        return Client(
-            self.target,
-            credentials=credentials,
-            token=self.token or None,
-            timeout=self.timeout,
-            retry=RetryPolicy(max_attempts=max(1, self.retries)),
-            session=session,
-        )
-
-
-def _cannot_keep(exc: OSError) -> None:
-    print(f"prgate: warning: could not keep consistency tokens: {exc}", file=sys.stderr)
 
 
 def exit_code(error: PrgateError) -> int:
@@ -270,7 +168,9 @@ def _command_flags(name: str, p: argparse.ArgumentParser) -> None:
         "--mode", choices=sorted(MODES), help="accepted or completed (default: the command's)"
     )
     p.add_argument("--idempotency-key", help="reuse to retry this exact command safely")
-    p.add_argument("--expected-version", type=int, help="apply only at this version (else ABORTED)")
+    p.add_argument(
+        "--expected-version", type=count_flag(int), help="apply only at this version (else ABORTED)"
+    )
     p.set_defaults(run=_command(COMMANDS[name][1]))
 
 
@@ -356,8 +256,8 @@ def register(sub: Any) -> None:
     p = actions.add_parser("list", help="list pull requests (every page)")
     p.add_argument("--repository", default="")
     p.add_argument("--status", choices=sorted(STATUSES))
-    p.add_argument("--page-size", type=int, default=100)
-    p.add_argument("--limit", type=int, default=0, help="stop after this many (0: all)")
+    p.add_argument("--page-size", type=count_flag(int), default=100)
+    p.add_argument("--limit", type=count_flag(int), default=0, help="stop after this many (0: all)")
     p.set_defaults(run=_list)
     _common(p)
     p = actions.add_parser(
@@ -365,7 +265,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("id", metavar="PULL_REQUEST_ID", nargs="?")
     p.add_argument("--command", dest="command_id", help="watch this command instead")
-    p.add_argument("--max", type=int, default=0, help="stop after this many versions")
+    p.add_argument("--max", type=count_flag(int), default=0, help="stop after this many versions")
     p.epilog = "--timeout bounds the whole watch (default: none); exit 3 if --max is not reached"
     p.set_defaults(run=_watch)
     _common(p)

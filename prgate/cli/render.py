@@ -13,7 +13,9 @@ and for a gateway that is not ours.
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import sys
 import threading
 from collections.abc import Iterable, Sequence
@@ -64,11 +66,24 @@ def to_json(message: Message) -> str:
     """One line of protobuf JSON; fields without presence are printed even when zero.
 
     ``json_format`` escapes every non-ASCII character (``\\u202e``), so nothing unprintable
-    reaches the terminal here either.
+    reaches the terminal here either. A message protobuf JSON cannot show (a Timestamp out of
+    its range: bytes that parse but were never written by prgate) is one JSON object with
+    ``error``, ``message_type`` and the bytes as ``value_base64``, so the output stays JSON
+    Lines instead of ending in a traceback.
     """
-    return json_format.MessageToJson(
-        message, indent=None, always_print_fields_with_no_presence=True
-    )
+    try:
+        return json_format.MessageToJson(
+            message, indent=None, always_print_fields_with_no_presence=True
+        )
+    except (json_format.Error, ValueError, TypeError) as exc:
+        return json.dumps(
+            {
+                "error": f"cannot be shown as protobuf JSON: {exc}",
+                "message_type": message.DESCRIPTOR.full_name,
+                "value_base64": base64.b64encode(message.SerializeToString()).decode(),
+            },
+            ensure_ascii=True,
+        )
 
 
 def state_name(state: int) -> str:
@@ -84,9 +99,14 @@ def conclusion_name(conclusion: int) -> str:
 
 
 def timestamp(value: timestamp_pb2.Timestamp) -> str:
+    """ISO 8601 in UTC, ``-`` when unset; a value outside the Timestamp's range (years
+    1..9999) is shown as its seconds, not raised."""
     if not value.seconds and not value.nanos:
         return "-"
-    return value.ToDatetime(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    try:
+        return value.ToDatetime(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError):
+        return f"invalid timestamp ({value.seconds} s, {value.nanos} ns)"
 
 
 def key_values(rows: Sequence[tuple[str, str]]) -> str:

@@ -71,7 +71,7 @@ class AsyncClient(
             except grpc.RpcError as exc:
                 if self._token_refused(call.request, exc):
                     continue
-                delay = attempts.failed(exc)
+                delay = self._next_delay(attempts.failed, call.request, exc)
             await asyncio.sleep(delay)
 
     async def _stream(self, watch: Watch) -> AsyncIterator[Any]:
@@ -84,7 +84,8 @@ class AsyncClient(
                         yield watch.unpack(item)
                 return
             except grpc.RpcError as exc:
-                delay = 0.0 if self._token_refused(watch.request, exc) else resume.failed(exc)
+                refused = self._token_refused(watch.request, exc)
+                delay = 0.0 if refused else self._next_delay(resume.failed, watch.request, exc)
             finally:
                 stream.cancel()
             await asyncio.sleep(delay)

@@ -21,7 +21,7 @@ import grpc
 from prgate.client import requests, streams
 from prgate.client.commands import CommandMethods
 from prgate.client.connection import DEFAULT_TARGET, DEFAULT_TIMEOUT, ChannelOptions, Connection
-from prgate.client.errors import error_from_rpc
+from prgate.client.errors import PrgateError, error_from_rpc
 from prgate.client.requests import PULL_REQUEST, Status, Unary, Watch
 from prgate.client.retry import Attempts, RetryEvent, RetryPolicy
 from prgate.client.session import Session
@@ -129,6 +129,18 @@ class ClientBase(
         """True when ``exc`` refused the session's consistency token on ``request`` (now taken
         off it, so the driver makes the call again at once, without it)."""
         return self.session.refused(request, error_from_rpc(exc))
+
+    def _next_delay(
+        self, failed: Callable[[grpc.RpcError], float], request: Any, exc: grpc.RpcError
+    ) -> float:
+        """``failed(exc)`` (the delay before the next attempt); when it raises (no attempt
+        follows) a consistency token the gateway's read model never reached
+        (READ_MODEL_BEHIND) is forgotten, so later calls do not wait for it again."""
+        try:
+            return failed(exc)
+        except PrgateError as error:
+            self.session.unreached(request, error)
+            raise
 
     def _answered(self, call: Unary, response: Any) -> Any:
         """What ``call`` returns of ``response``, after the session took its token."""

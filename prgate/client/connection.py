@@ -36,22 +36,32 @@ class Connection:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
 
+# Certificate chains and keys are kilobytes; a larger file is the wrong one.
+MAX_PEM_BYTES = 1024 * 1024
+
+
+def read_pem(path: str) -> bytes:
+    """The bytes of the PEM file at ``path``; ValueError naming it when it is missing,
+    unreadable or not PEM (grpc would only log that and fail every call UNAVAILABLE)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_PEM_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_PEM_BYTES or b"-----BEGIN " not in data:
+        raise ValueError(f"{path} is not a PEM file (no -----BEGIN line)")
+    return data
+
+
 def tls_credentials(
     ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
 ) -> grpc.ChannelCredentials:
     """TLS channel credentials from PEM files: a CA (else the system roots) and, for mutual
-    TLS, a client certificate and key."""
+    TLS, a client certificate and key. ValueError for a file :func:`read_pem` refuses."""
     if (cert_file is None) != (key_file is None):
         raise ValueError("mutual TLS needs both a client certificate and its key")
-
-    def read(path: str | None) -> bytes | None:
-        if path is None:
-            return None
-        with open(path, "rb") as handle:
-            return handle.read()
-
     return grpc.ssl_channel_credentials(
-        root_certificates=read(ca_file),
-        private_key=read(key_file),
-        certificate_chain=read(cert_file),
+        root_certificates=None if ca_file is None else read_pem(ca_file),
+        private_key=None if key_file is None else read_pem(key_file),
+        certificate_chain=None if cert_file is None else read_pem(cert_file),
     )

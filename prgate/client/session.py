@@ -14,7 +14,9 @@ when none is known for the pull request.
 
 A token the gateway refuses (INVALID_ARGUMENT, reason INVALID_CONSISTENCY_TOKEN: another
 deployment's, or signed with a secret since changed) is forgotten, and the client makes the
-call again without it (:meth:`refused`).
+call again without it (:meth:`refused`). A token the gateway's read model did not reach in
+any attempt (READ_MODEL_BEHIND after the client's retries) is forgotten too (:meth:`unreached`),
+so it does not hold up every later call.
 
 A session is safe to share between threads; it keeps at most ``max_entries`` pull requests
 (least recently used first out), and :meth:`to_json`/:meth:`from_json` carry it from one
@@ -33,6 +35,7 @@ from prgate.v1 import query_service_pb2
 
 DEFAULT_MAX_ENTRIES = 10_000
 REFUSED_REASON = "INVALID_CONSISTENCY_TOKEN"
+BEHIND_REASON = "READ_MODEL_BEHIND"
 
 
 class Session:
@@ -96,12 +99,29 @@ class Session:
         if not token:
             return False
         holder.consistency_token = ""
+        self._forget(token)
+        return True
+
+    def unreached(self, request: Any, error: PrgateError) -> None:
+        """After ``error`` ended ``request`` for good: when it is READ_MODEL_BEHIND, forget
+        the token the request carried. The gateway's read model did not reach its version
+        within every attempt's deadline; kept, it would make each later call about that pull
+        request (and every ``list``) wait out its deadline again: for ever after a local
+        cluster is recreated under the same topic names, whose gateways still read the old
+        tokens but never reach their versions."""
+        if error.reason != BEHIND_REASON:
+            return
+        holder = request.options if hasattr(request, "options") else request
+        token = getattr(holder, "consistency_token", "")
+        if token:
+            self._forget(token)
+
+    def _forget(self, token: str) -> None:
         with self._lock:
             for key in [k for k, (_, known) in self._tokens.items() if known == token]:
                 del self._tokens[key]
             if self._latest == token:
                 self._latest = ""
-        return True
 
     def take(self, response: Any) -> None:
         """Remember the token of a response (or streamed item) of any of the gateway's RPCs."""
@@ -123,21 +143,39 @@ class Session:
 
     @classmethod
     def from_json(cls, text: str, max_entries: int = DEFAULT_MAX_ENTRIES) -> Session:
-        """A session from :meth:`to_json`'s text; ValueError when it is not that."""
-        data = json.loads(text)
+        """A session from :meth:`to_json`'s text; ValueError when it is not that (also for
+        JSON nested too deep to read, a version that is not an integer in 0..2^63-1, or an
+        empty id or token: a hand-edited version far above the gateway's would make the
+        session keep that token forever)."""
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ValueError("not a prgate client session (nested too deep)") from None
         if not isinstance(data, dict) or not isinstance(data.get("tokens"), list):
             raise ValueError("not a prgate client session")
         session = cls(max_entries)
         for entry in data["tokens"]:
-            if (
-                not isinstance(entry, list)
-                or len(entry) != 3
-                or not isinstance(entry[0], str)
-                or not isinstance(entry[1], int)
-                or not isinstance(entry[2], str)
-            ):
+            if not _is_entry(entry):
                 raise ValueError("not a prgate client session")
             session.remember(entry[0], entry[1], entry[2])
         latest = data.get("latest", "")
         session._latest = latest if isinstance(latest, str) else ""
         return session
+
+
+MAX_VERSION = 2**63 - 1  # versions are int64 (pull_request.proto)
+
+
+def _is_entry(entry: Any) -> bool:
+    """Whether ``entry`` is ``[pull request id, version, token]`` as :meth:`Session.to_json`
+    writes it."""
+    return (
+        isinstance(entry, list)
+        and len(entry) == 3
+        and isinstance(entry[0], str)
+        and bool(entry[0])
+        and type(entry[1]) is int
+        and 0 <= entry[1] <= MAX_VERSION
+        and isinstance(entry[2], str)
+        and bool(entry[2])
+    )

@@ -77,7 +77,7 @@ class Client(
             except grpc.RpcError as exc:
                 if self._token_refused(call.request, exc):
                     continue
-                delay = attempts.failed(exc)
+                delay = self._next_delay(attempts.failed, call.request, exc)
             time.sleep(delay)
 
     def _stream(self, watch: Watch) -> Iterator[Any]:
@@ -88,7 +88,8 @@ class Client(
                 yield from map(watch.unpack, filter(resume.fresh, stream))
                 return
             except grpc.RpcError as exc:
-                delay = 0.0 if self._token_refused(watch.request, exc) else resume.failed(exc)
+                refused = self._token_refused(watch.request, exc)
+                delay = 0.0 if refused else self._next_delay(resume.failed, watch.request, exc)
             finally:
                 stream.cancel()
             time.sleep(delay)

@@ -159,7 +159,16 @@ def header_texts(headers: RawHeaders) -> dict[str, str]:
 
 def header(headers: RawHeaders, name: str) -> str | None:
     """The last non-null value of header ``name`` as text (see :func:`header_texts`), or None."""
-    return header_texts(headers).get(name)
+    if headers is None:
+        return None
+    if isinstance(headers, Mapping):
+        value = headers.get(name)
+        return None if value is None else _text(value)
+    # Per record on every restore: no dict of all headers, just the last match.
+    for found, value in reversed(headers):
+        if found == name and value is not None:
+            return _text(value)
+    return None
 
 
 def record_headers(

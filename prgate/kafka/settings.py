@@ -58,10 +58,19 @@ class KafkaSettings:
         """Fold the properties file under the inline properties (those win).
 
         Raises :class:`~prgate.settings.SettingsError` naming the file when it cannot be read
-        or parsed.
+        or parsed, or when a property sets ``bootstrap.servers``: it would silently win over
+        ``KAFKA_BOOTSTRAP_SERVERS``, which the logs and every check name instead.
         """
-        if not self.kafka_properties_file:
-            return
+        if self.kafka_properties_file:
+            self._fold_properties_file()
+        if "bootstrap.servers" in self.kafka_properties:
+            raise SettingsError(
+                "invalid setting --kafka-properties / PRGATE_KAFKA_PROPERTIES (or its file):"
+                " bootstrap.servers conflicts with --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS;"
+                " set the brokers there"
+            )
+
+    def _fold_properties_file(self) -> None:
         try:
             text = Path(self.kafka_properties_file).read_text(encoding="utf-8")
             from_file: dict[str, str] = javaproperties.loads(text)

@@ -16,6 +16,7 @@ to Kafka.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -71,12 +72,38 @@ def _admin(kafka: KafkaSettings) -> AdminClient:
     return AdminClient(kafka.client_config())
 
 
+def list_topics(admin: AdminClient, timeout: float) -> Any:
+    """``admin.list_topics(timeout=timeout)`` (every topic: asking for one by name could make
+    a broker auto-create it), asked on a daemon thread while the calling thread waits in
+    Python: a ``list_topics`` blocked in librdkafka holds off KeyboardInterrupt (Ctrl-C) for
+    the whole timeout, while this wait is interrupted at once. One request with the whole
+    timeout, not several short ones, so a slow cluster answers as before. Raises what
+    ``list_topics`` raised (KafkaException when the brokers do not answer in time)."""
+    answer: list[Any] = []
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def ask() -> None:
+        try:
+            answer.append(admin.list_topics(timeout=timeout))
+        except BaseException as exc:  # handed to the waiting thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=ask, name="kafka-metadata", daemon=True).start()
+    done.wait()
+    if failure:
+        raise failure[0]
+    return answer[0]
+
+
 def read_states(
     admin: AdminClient, names: Sequence[str], timeout: float
 ) -> dict[str, TopicState | None]:
     """Partitions, replication factor and configs of ``names`` (None for a missing topic)."""
     try:
-        metadata = admin.list_topics(timeout=timeout)
+        metadata = list_topics(admin, timeout)
     except KafkaException as exc:
         raise TopicAdminError(
             f"Kafka did not answer a metadata request in {timeout:.0f}s: {exc}"
@@ -121,10 +148,23 @@ def read_states(
     return states
 
 
+def topic_partitions(admin: AdminClient, topic: str, timeout: float) -> list[int] | None:
+    """The partition numbers of ``topic``, sorted; None when it does not exist (or has none).
+
+    Lists all topics: asking for one by name lets a broker with ``auto.create.topics.enable``
+    create it, and readers must never create a topic. Raises KafkaException when the brokers
+    do not answer within ``timeout`` seconds; Ctrl-C is seen meanwhile (:func:`list_topics`).
+    """
+    described = list_topics(admin, timeout).topics.get(topic)
+    if described is None or described.error is not None or not described.partitions:
+        return None
+    return sorted(described.partitions)
+
+
 def broker_count(admin: AdminClient, timeout: float) -> int:
     """Brokers the cluster's metadata lists."""
     try:
-        return len(admin.list_topics(timeout=timeout).brokers)
+        return len(list_topics(admin, timeout).brokers)
     except KafkaException as exc:
         raise TopicAdminError(
             f"Kafka did not answer a metadata request in {timeout:.0f}s: {exc}"
@@ -189,7 +229,7 @@ def ensure_topics(
     specs = list(specs or contract_specs(kafka))
     admin = _admin(kafka)
     try:
-        metadata = admin.list_topics(timeout=timeout)
+        metadata = list_topics(admin, timeout)
     except KafkaException as exc:
         raise TopicAdminError(
             f"Kafka at {kafka.bootstrap_servers} did not answer in {timeout:.0f}s: {exc}"

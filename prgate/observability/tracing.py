@@ -4,13 +4,16 @@ Off by default, and then free: :func:`setup` returns ``None``, callers test ``if
 not None`` and nothing of OpenTelemetry is imported. The packages come with the ``tracing``
 extra (``pip install 'prgate[tracing]'``); asking for tracing without them is a start-up error.
 
-Span names and attributes follow OpenTelemetry's RPC semantic conventions: a command call is a
-SERVER span named ``prgate.v1.PullRequestCommandService/OpenPullRequest`` with ``rpc.system``
-(``grpc``), ``rpc.service``, ``rpc.method`` and ``rpc.grpc.status_code`` (the call's status
-code as an integer); its status is ERROR only for codes that are the server's failure.
-While tracing is on, log lines written inside a current span carry its ``trace_id`` and
-``span_id`` (prgate/observability/logs.py), and the command outcome lines carry the ids of
-their command's span.
+Span names and attributes follow OpenTelemetry's RPC semantic conventions: every call of the
+gateway (commands, queries, watches, health; gateway/rpc_spans.py) is a SERVER span named like
+``prgate.v1.PullRequestCommandService/OpenPullRequest`` with ``rpc.system`` (``grpc``, or
+``connect_rpc`` on the HTTP port), ``rpc.service``, ``rpc.method`` and
+``rpc.grpc.status_code`` (the call's status code as an integer); its status is ERROR only for
+codes that are the server's failure. The call's span is current while its handler runs, and
+the processor's command span while it decides the command, so while tracing is on every log
+line written there carries the span's ``trace_id`` and ``span_id``
+(prgate/observability/logs.py); the command outcome lines carry the ids of their command's
+span.
 
 The context travels on Kafka in the fixed W3C ``traceparent`` header (docs/contract.md): the
 gateway puts its call span's traceparent on the command record, the processor starts a child
@@ -23,9 +26,11 @@ gateway and a processor side by side with their own exporters.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only for the type checker: importing this module must stay free
@@ -93,6 +98,17 @@ class Span:
     def end(self) -> None:
         self._span.end()
 
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        """This span as the current one inside the block (OpenTelemetry's context): log lines
+        written there carry its ids, spans started there are its children. Does not end it."""
+        from opentelemetry.trace import use_span
+
+        with use_span(
+            self._span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+        ):
+            yield
+
 
 class Tracing:
     """Starts the spans of one process (gateway or processor)."""
@@ -114,20 +130,34 @@ class Tracing:
         return self._propagator.extract({TRACEPARENT: traceparent})
 
     def start_call(
-        self, rpc: str, traceparent: str | None = None, *, service: str = COMMAND_SERVICE
+        self,
+        rpc: str,
+        traceparent: str | None = None,
+        *,
+        service: str = COMMAND_SERVICE,
+        system: str = "grpc",
     ) -> Span:
         """The SERVER span of one RPC, named ``<service>/<rpc>`` (e.g.
         ``prgate.v1.PullRequestCommandService/OpenPullRequest``), child of the caller's
-        ``traceparent`` (gRPC metadata) when it sent one. The caller sets
-        ``rpc.grpc.status_code`` when the call ends (:meth:`Span.set_attribute`)."""
+        ``traceparent`` (gRPC metadata) when it sent one; ``system`` is its ``rpc.system``
+        (``grpc``, ``connect_rpc``). The caller sets ``rpc.grpc.status_code`` when the call
+        ends (:meth:`Span.set_attribute`)."""
         return Span(
             self._tracer.start_span(
                 f"{service}/{rpc}",
                 context=self._parent(traceparent),
                 kind=self._server,
-                attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc},
+                attributes={"rpc.system": system, "rpc.service": service, "rpc.method": rpc},
             )
         )
+
+    def current_call(self) -> Span | None:
+        """The current span when one is recording (the RPC's, made current by
+        gateway/rpc_spans.py around its handler); None outside any."""
+        from opentelemetry import trace
+
+        span = trace.get_current_span()
+        return Span(span) if span.is_recording() else None
 
     def start_command(self, traceparent: str | None) -> Span:
         """The span of one consumed command, child of the command record's traceparent.

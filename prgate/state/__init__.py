@@ -3,14 +3,8 @@
 See :mod:`prgate.state.store`.
 """
 
-from prgate.state.store import (
-    Entry,
-    SnapshotStore,
-    StoreIdentity,
-    StoreLocked,
-    StoreMemory,
-    StoreResources,
-)
+from prgate.state.resources import StoreMemory, StoreResources
+from prgate.state.store import Entry, SnapshotStore, StoreIdentity, StoreLocked
 
 __all__ = [
     "Entry",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prgate.settings import setting
-from prgate.state.store import StoreMemory
+from prgate.state.resources import StoreMemory
 
 MIB = 1 << 20
 

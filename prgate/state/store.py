@@ -17,11 +17,14 @@ A store that cannot be trusted is wiped and rebuilt from the topic by its caller
 Key layout (one RocksDB key space, raw bytes, sorted):
 
     d<pull request id>                  serialized PullRequest (the value Kafka carries)
-    k<pull request id>                  <repository>\\0<status, 4 bytes>   (indexed stores)
+    k<pull request id>                  <repository>\\0<status, 4 bytes><version, 8 bytes>
+                                        (indexed stores)
     r<repository>\\0<pull request id>    b""   ListPullRequests by repository
     s<status, 4 bytes><pull request id>  b""   ListPullRequests by status
     x<repository>\\0<status><id>         b""   by both
     c<partition, 4 bytes>               checkpoint, 8 bytes big-endian
+    o<partition, 4 bytes>               source offset (processor: the commands offset the
+                                        state's last transaction committed), 8 bytes
     midentity                           JSON of :class:`StoreIdentity`
 
 Repositories in keys are the canonical (case-folded) form; ids and repositories never contain
@@ -39,8 +42,11 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
+from rocksdict import Rdict, WriteBatch, WriteOptions
+
+from prgate.state.resources import StoreResources
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +56,21 @@ _BY_REPOSITORY = b"r"
 _BY_STATUS = b"s"
 _BY_BOTH = b"x"
 _CHECKPOINT = b"c"
+_SOURCE = b"o"
 _IDENTITY = b"midentity"
 _COUNT = b"mcount"
 _SEP = b"\x00"
+FORMAT = 2  # of the keys and values below; stored in the identity record
+
+
+def _unlogged_writes() -> WriteOptions:
+    options = WriteOptions()
+    # A property at run time; rocksdict's type stubs declare it a method.
+    setattr(options, "disable_wal", True)  # noqa: B010
+    return options
+
+
+_UNLOGGED = _unlogged_writes()
 
 
 class StoreLocked(Exception):
@@ -70,7 +88,13 @@ class StoreIdentity:
 
     def encode(self) -> bytes:
         return json.dumps(
-            {"cluster_id": self.cluster_id, "topic": self.topic, "partitions": self.partitions},
+            {
+                "cluster_id": self.cluster_id,
+                "topic": self.topic,
+                "partitions": self.partitions,
+                # The key layout below: a store of another layout is foreign (rebuilt).
+                "format": FORMAT,
+            },
             sort_keys=True,
         ).encode()
 
@@ -78,78 +102,21 @@ class StoreIdentity:
 @dataclass(frozen=True)
 class Entry:
     """One snapshot to store: its bytes, plus (for indexed stores) the fields ListPullRequests
-    filters on: the canonical repository and the PullRequestStatus number."""
+    filters on: the canonical repository and the PullRequestStatus number, and the version
+    (:meth:`SnapshotStore.versions` answers from it without decoding the snapshot)."""
 
     value: bytes
     repository: str = ""
     status: int = 0
-
-
-@dataclass(frozen=True)
-class StoreMemory:
-    """RocksDB's memory bounds, shared by every store of a process (bytes).
-
-    ``block_cache_bytes``: the LRU cache of uncompressed data and index blocks (reads);
-    ``write_buffer_bytes``: the total of all memtables (writes), enforced by one
-    WriteBufferManager that charges them to the block cache. RocksDB's resident memory is about
-    their sum, plus table readers' indexes.
-    """
-
-    block_cache_bytes: int = 64 << 20
-    write_buffer_bytes: int = 32 << 20
-
-    def __post_init__(self) -> None:
-        if self.block_cache_bytes < 1 << 20:
-            raise ValueError("block_cache_bytes must be >= 1 MiB")
-        if self.write_buffer_bytes < 1 << 20:
-            raise ValueError("write_buffer_bytes must be >= 1 MiB")
-
-
-class StoreResources:
-    """The block cache and write-buffer budget of a process, and the options every store of it
-    opens with."""
-
-    def __init__(self, memory: StoreMemory) -> None:
-        self.memory = memory
-        self._cache = Cache(memory.block_cache_bytes)
-        self._buffers = WriteBufferManager.new_write_buffer_manager_with_cache(
-            memory.write_buffer_bytes, False, self._cache
-        )
-
-    def options(self) -> Options:
-        """Options for one store: raw bytes, the shared cache and write-buffer budget."""
-        options = Options(raw_mode=True)
-        options.create_if_missing(True)
-        table = BlockBasedOptions()
-        table.set_block_cache(self._cache)
-        table.set_cache_index_and_filter_blocks(True)
-        options.set_block_based_table_factory(table)
-        options.set_write_buffer_manager(self._buffers)
-        # One memtable of at most a quarter of the budget, so several stores fit in it.
-        options.set_write_buffer_size(max(1 << 20, self.memory.write_buffer_bytes // 4))
-        options.set_max_write_buffer_number(2)
-        return options
-
-    def stats(self, cache_entries: int) -> dict[str, float]:
-        """The memory bounds and use, for /metrics: ``block_cache_capacity_bytes``,
-        ``block_cache_usage_bytes``, ``write_buffer_capacity_bytes``,
-        ``write_buffer_usage_bytes`` and ``entry_cache_capacity`` (``cache_entries``)."""
-        return {
-            "block_cache_capacity_bytes": float(self.memory.block_cache_bytes),
-            "block_cache_usage_bytes": float(self.cache_usage_bytes()),
-            "write_buffer_capacity_bytes": float(self.memory.write_buffer_bytes),
-            "write_buffer_usage_bytes": float(self._buffers.get_usage()),
-            "entry_cache_capacity": float(cache_entries),
-        }
-
-    def cache_usage_bytes(self) -> int:
-        """Bytes in the block cache now (memtables included: they are charged to it)."""
-        usage: int = self._cache.get_usage()
-        return usage
+    version: int = 0
 
 
 def _u32(value: int) -> bytes:
     return struct.pack(">I", value)
+
+
+def _u64(value: int) -> bytes:
+    return struct.pack(">Q", value)
 
 
 class SnapshotStore:
@@ -169,6 +136,10 @@ class SnapshotStore:
         self.indexed = indexed
         self._db: Rdict | None = db
         self._resources = resources
+        # Writes since the last flush that skipped the write-ahead log (see write_raw).
+        self._unlogged = False
+        # Key records read by versions() since the last write, for that write.
+        self._known: dict[bytes, bytes | None] = {}
 
     @classmethod
     def open(
@@ -225,6 +196,18 @@ class SnapshotStore:
             raise RuntimeError(f"state store {self.path} is closed")
         return self._db
 
+    def source_offsets(self) -> dict[int, int]:
+        """Per partition that has one, the input offset its last :meth:`write` said the state
+        reflects (``source_offsets``): for the processor, the next commands offset its last
+        applied transaction committed. A store that claims more than the consumer group
+        committed applied a transaction that never committed."""
+        found: dict[int, int] = {}
+        for partition in self.identity.partitions:
+            raw = self._rdict.get(_SOURCE + _u32(partition))
+            if raw is not None:
+                found[partition] = struct.unpack(">q", raw)[0]
+        return found
+
     def checkpoints(self) -> dict[int, int]:
         """The next changelog offset not yet reflected, per partition that has one."""
         found: dict[int, int] = {}
@@ -239,25 +222,40 @@ class SnapshotStore:
         value: bytes | None = self._rdict.get(_DATA + pull_request_id.encode())
         return value
 
-    def write(self, changes: Mapping[str, Entry | None], checkpoints: Mapping[int, int]) -> None:
+    def write(
+        self,
+        changes: Mapping[str, Entry | None],
+        checkpoints: Mapping[int, int],
+        *,
+        logged: bool = True,
+        source_offsets: Mapping[int, int] | None = None,
+    ) -> None:
         """Apply ``changes`` (None deletes) and set ``checkpoints``, in one atomic WriteBatch.
 
         A checkpoint never moves back: one lower than the stored one is ignored (a replay of
-        records the store already reflects).
+        records the store already reflects). ``source_offsets`` (partition -> offset) are
+        stored with them, see :meth:`source_offsets`. ``logged=False`` skips the write-ahead
+        log, as
+        :meth:`write_raw` does (a crash then loses the writes not flushed yet, never part of
+        one).
         """
         db = self._rdict
         batch = WriteBatch(raw_mode=True)
+        keys = [pull_request_id.encode() for pull_request_id in changes]
+        # One multi-get for the whole batch (bloom filters answer most of a cold restore's),
+        # of the records versions() did not just read.
+        known, self._known = self._known, {}
+        prefix = _KEYS if self.indexed else _DATA
+        unknown = [prefix + k for k in keys if prefix + k not in known]
+        if unknown:
+            known.update(zip(unknown, _multi_get(db, unknown), strict=True))
+        olds = [known[prefix + k] for k in keys]
         delta = 0
-        for pull_request_id, entry in changes.items():
-            key = pull_request_id.encode()
-            if self.indexed:
-                old = db.get(_KEYS + key)
-                delta += (entry is not None) - (old is not None)
-                if old is not None:
-                    repository, _, status = bytes(old).partition(_SEP)
-                    self._index(batch, key, repository, status, delete=True)
-            else:
-                delta += (entry is not None) - (db.get(_DATA + key) is not None)
+        for key, entry, old in zip(keys, changes.values(), olds, strict=True):
+            delta += (entry is not None) - (old is not None)
+            if self.indexed and old is not None:
+                repository, _, rest = bytes(old).partition(_SEP)
+                self._index(batch, key, repository, rest[:4], delete=True)
             if entry is None:
                 batch.delete(_DATA + key)
                 if self.indexed:
@@ -266,15 +264,86 @@ class SnapshotStore:
             batch.put(_DATA + key, entry.value)
             if self.indexed:
                 repository, status = entry.repository.encode(), _u32(entry.status)
-                batch.put(_KEYS + key, repository + _SEP + status)
+                batch.put(_KEYS + key, repository + _SEP + status + _u64(entry.version))
                 self._index(batch, key, repository, status, delete=False)
+        for partition, offset in (source_offsets or {}).items():
+            batch.put(_SOURCE + _u32(partition), struct.pack(">q", offset))
+        if not logged:
+            self._unlogged = True
+        self._commit(db, batch, delta, checkpoints, None if logged else _UNLOGGED)
+
+    def write_raw(
+        self, changes: Mapping[bytes, bytes | None], checkpoints: Mapping[int, int]
+    ) -> None:
+        """As :meth:`write` for a store without indexes, from keys and snapshot bytes as the
+        topic carries them (a restore: nothing is decoded or encoded again). ValueError on an
+        indexed store.
+
+        These writes skip RocksDB's write-ahead log: a crash loses the ones not flushed yet,
+        and since every batch carries its checkpoint the store then reopens at an older
+        checkpoint, consistent, and replays from there. The memtables are flushed before the
+        next logged :meth:`write` and on :meth:`close`, so a logged write never outlives
+        unlogged ones before it.
+        """
+        if self.indexed:
+            raise ValueError("an indexed store needs the indexed fields: use write()")
+        self._known = {}
+        db = self._rdict
+        batch = WriteBatch(raw_mode=True)
+        keys = [_DATA + key for key in changes]
+        olds = _multi_get(db, keys)
+        delta = 0
+        for key, value, old in zip(keys, changes.values(), olds, strict=True):
+            if value is None:
+                delta -= old is not None
+                batch.delete(key)
+            else:
+                delta += old is None
+                batch.put(key, value)
+        self._unlogged = True
+        self._commit(db, batch, delta, checkpoints, _UNLOGGED)
+
+    def flush(self) -> None:
+        """Write the memtables to disk (and wait), so unlogged writes survive a crash."""
+        if self._unlogged and self._db is not None:
+            self._db.flush(True)
+            self._unlogged = False
+
+    def _commit(
+        self,
+        db: Rdict,
+        batch: WriteBatch,
+        delta: int,
+        checkpoints: Mapping[int, int],
+        options: WriteOptions | None = None,
+    ) -> None:
+        if options is None:
+            self.flush()  # unlogged writes before a logged one must not be lost without it
         if delta:
             batch.put(_COUNT, struct.pack(">q", self.count() + delta))
         current = self.checkpoints()
         for partition, offset in checkpoints.items():
             if offset >= current.get(partition, -1):
                 batch.put(_CHECKPOINT + _u32(partition), struct.pack(">q", offset))
-        db.write(batch)
+        if options is None:
+            db.write(batch)
+        else:
+            db.write(batch, options)
+
+    def versions(self, pull_request_ids: list[str]) -> dict[str, int]:
+        """The stored version of each of ``pull_request_ids`` the store holds (one multi-get of
+        the small key records, nothing decoded). ValueError on a store without indexes."""
+        if not self.indexed:
+            raise ValueError("versions need an indexed store")
+        keys = [_KEYS + pull_request_id.encode() for pull_request_id in pull_request_ids]
+        olds = _multi_get(self._rdict, keys)
+        # The next write() needs the same records (the index entries to replace).
+        self._known.update(zip(keys, olds, strict=True))
+        found: dict[str, int] = {}
+        for pull_request_id, old in zip(pull_request_ids, olds, strict=True):
+            if old is not None:
+                found[pull_request_id] = int.from_bytes(bytes(old)[-8:], "big")
+        return found
 
     @staticmethod
     def _index(
@@ -334,6 +403,7 @@ class SnapshotStore:
         """Wipe the content (an untrusted checkpoint) and keep the store open, empty."""
         log.warning("state_store_wiped", extra={"path": self.path, "reason": reason})
         self.close()
+        self._known = {}
         _wipe(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         db = Rdict(str(self.path), self._resources.options())
@@ -341,10 +411,16 @@ class SnapshotStore:
         self._db = db
 
     def close(self) -> None:
-        """Flush nothing extra (every write is in the WAL) and release the lock; idempotent."""
+        """Flush unlogged writes (see :meth:`write_raw`) and release the lock; idempotent."""
         if self._db is not None:
+            self.flush()
             self._db.close()
             self._db = None
+
+
+def _multi_get(db: Rdict, keys: list[bytes]) -> list[bytes | None]:
+    """One RocksDB multi-get: each key's value or None, in order."""
+    return cast(list[bytes | None], db.get(cast(list[str | int | float | bytes | bool], keys)))
 
 
 def _wipe(path: Path) -> None:

@@ -97,3 +97,19 @@ def test_several_callers_follow_littles_law(concurrency: int) -> None:
     summary = _run(lambda n: 0.020, concurrency=concurrency, duration_s=1.5, warmup_s=0.3)
 
     assert _littles_law_ratio(summary, concurrency) == pytest.approx(1.0, rel=0.1)
+
+
+def test_baseline_ack_counts_from_the_scheduled_start_like_prgates_acceptance() -> None:
+    """prgate's "accepted" counts from the call's scheduled time (``started``); Baseline A's
+    broker ack must too, or the generator's send lag is charged to prgate alone."""
+
+    class FakeRequester:
+        async def request(self, step: int, timeout: float) -> tuple[float, float]:
+            return 2.0, 5.0  # acked 2 ms, replied 5 ms after the request began
+
+    worker = Worker(0, 1, TARGETS)
+    worker._requesters["baseline_a"] = FakeRequester()
+    step = Step("fake", "baseline_a", "rr", "open", rate=1.0, duration_s=1.0, warmup_s=0.0)
+    late_by_s = 0.030  # the call starts 30 ms after its scheduled time
+    extra = asyncio.run(worker.call_rr(step, time.perf_counter() - late_by_s))
+    assert 30.0 + 2.0 <= extra["accepted"] < 30.0 + 2.0 + 20.0

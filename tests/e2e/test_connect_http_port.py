@@ -13,8 +13,9 @@ import uuid
 from pathlib import Path
 
 import grpc
-from helpers.certs import make_ca
+from helpers.certs import CertificateAuthority, KeyPair, make_ca
 from helpers.kafka import free_port
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.connect_http_calls import (
     END_STREAM,
@@ -24,11 +25,13 @@ from tests.e2e.connect_http_calls import (
     debug_of,
     open_body,
     post_json,
+    post_raw,
     stream_json,
 )
 from tests.e2e.stack import Stack
 from tests.e2e.test_security import start_gateway, wait_serving
 from tests.e2e.test_workers import CONNECTIONS, free_port_pair, scrape, total, wait_for
+from tests.unit.gateway.test_tls_reload import install
 
 
 def test_curl_auth_refusal(stack: Stack, tmp_path: Path) -> None:
@@ -193,3 +196,99 @@ def test_a_client_that_goes_away_leaves_no_watcher(stack: Stack) -> None:
     wait_for(lambda: watchers() == 0, "the watch of the client that went away ended")
     status, answer = post_json(base, OPEN, open_body())
     assert status == 200, answer
+    # Connect calls are counted in the standard per-RPC metrics, with the gRPC code.
+    status, _ = post_json(base, OPEN, open_body(title=""))
+    assert status == 400
+    # Answered by the library itself (the handlers never see them): counted too, by code.
+    assert post_raw(base, OPEN, "{not json", "application/json")[0] == 400
+    unsupported = subprocess.run(
+        [
+            *(curl(), "-sS", "-o", "/dev/null", "-w", "%{http_code}"),
+            *("-H", "Content-Type: text/plain", "--data-binary", "x", base + OPEN),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert unsupported.stdout == "415"
+    nope = post_raw(base, OPEN.replace("OpenPullRequest", "Nope"), "{}", "application/json")
+    assert (nope[0], nope[1]["code"]) == (404, "unimplemented"), nope
+    text = scrape(metrics)
+    commands, queries = "prgate.v1.PullRequestCommandService", "prgate.v1.PullRequestQueryService"
+    assert handled(text, commands, "OpenPullRequest", "OK") == 2, text
+    assert handled(text, commands, "OpenPullRequest", "InvalidArgument") == 2, text
+    assert handled(text, commands, "OpenPullRequest", "Unknown") == 1, text  # the 415
+    assert 'grpc_method="Nope"' not in text  # paths that are no method are not labels
+    assert handled(text, queries, "WatchPullRequest", "Canceled") == 1, text
+    assert sample(text, "grpc_server_msg_sent_total", grpc_method="WatchPullRequest") >= 1, text
+    assert sample(text, "grpc_server_handling_seconds_count", grpc_method="OpenPullRequest") == 5
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``."""
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
+
+
+def handled(text: str, service: str, method: str, code: str) -> float:
+    return sample(
+        text,
+        "grpc_server_handled_total",
+        grpc_service=service,
+        grpc_method=method,
+        grpc_code=code,
+    )
+
+
+def test_the_http_port_reloads_its_certificates_like_the_grpc_port(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """New certificate files are served on both ports without a restart: new connections of
+    either port get them, whichever port saw the change first."""
+    one, two = make_ca(tmp_path / "ca1", "ca-one"), make_ca(tmp_path / "ca2", "ca-two")
+    live = KeyPair(tmp_path / "tls.crt", tmp_path / "tls.key")
+    install(one.issue("first", server=True), live)
+    http_port = free_port()
+    gateway = start_gateway(
+        stack,
+        "tls-reload-http",
+        PRGATE_TLS_CERT_FILE=str(live.cert),
+        PRGATE_TLS_KEY_FILE=str(live.key),
+        PRGATE_HTTP_LISTEN=f"127.0.0.1:{http_port}",
+    )
+    wait_serving(gateway, grpc.ssl_channel_credentials(one.cert_pem()))
+    url = f"https://127.0.0.1:{http_port}/prgate.v1.PullRequestQueryService/GetPullRequest"
+
+    def https_trusting(ca: CertificateAuthority) -> int:
+        """curl's exit code for a call over a new connection trusting only ``ca``."""
+        return subprocess.run(
+            [
+                *(curl(), "-sS", "-o", "/dev/null", "--cacert", str(ca.cert)),
+                *("-H", "Content-Type: application/json", "--data-binary", "{}", url),
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        ).returncode
+
+    assert https_trusting(one) == 0
+    assert https_trusting(two) == 60  # curl: the peer's certificate is not trusted
+    install(two.issue("second", server=True), live)
+    assert https_trusting(two) == 0  # the HTTP port saw the change first
+    assert https_trusting(one) == 60
+    wait_serving(gateway, grpc.ssl_channel_credentials(two.cert_pem()), timeout=10)
+    install(one.issue("third", server=True), live)
+    wait_serving(gateway, grpc.ssl_channel_credentials(one.cert_pem()), timeout=10)
+    assert https_trusting(one) == 0  # the gRPC port saw this change first
+    assert https_trusting(two) == 60
+    reloads = [
+        line
+        for line in gateway.log_path.read_text().splitlines()
+        if "tls_certificates_reloaded" in line
+    ]
+    assert len(reloads) == 2, reloads

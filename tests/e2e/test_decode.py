@@ -13,8 +13,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import timestamp_pb2
+from helpers.kafka import produce
+
 from prgate.client import Client
+from prgate.kafka.contract import Topics
 from prgate.kafka.settings import KafkaSettings
+from prgate.v1 import events_pb2
 from tests.e2e.stack import GatewayProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,3 +131,52 @@ def test_readme_kcat_and_buf_recipe_decodes_a_record(
     decoded = json.loads(done.stdout)
     assert decoded["pullRequestId"] == pr
     assert decoded["pullRequestOpened"]["title"] == "Read me with kcat"
+
+
+def test_crafted_records_are_error_lines_for_decode_and_events_tail(
+    kafka_settings: KafkaSettings, ensured_topics: Topics
+) -> None:
+    """Attack: records anyone with write access to a topic can produce, that prgate never
+    writes: not protobuf, a bad UTF-8 string, a Timestamp out of range (json_format raised and
+    both commands ended in a traceback), a key and a header that are not UTF-8. Each is one
+    line with ``error`` and the bytes; both commands exit 0."""
+    far = timestamp_pb2.Timestamp(seconds=2**62)
+    crafted = [
+        (b"pr-\xff", b"\x0a\x05\xff\xff\xff\xff\xff", [("odd", b"\xff\xfe")]),
+        (b"pr-1", b"\xff\xff\xff\xff", []),
+        (
+            b"pr-2",
+            events_pb2.EventEnvelope(
+                event_id="e-1", pull_request_id="pr-2", occurred_at=far
+            ).SerializeToString(),
+            [("message-type", b"prgate.v1.EventEnvelope")],
+        ),
+    ]
+    produce(kafka_settings, ensured_topics.events, crafted)
+    lines = decode(kafka_settings, ensured_topics.events)
+    assert len(lines) == 3
+    assert all(line["error"] and line["value_base64"] for line in lines), lines
+    assert any("cannot be shown as JSON" in line["error"] for line in lines), lines
+
+    tail_args = ["events", "tail", "--from-beginning", "--json", "--max", "1", "--timeout", "60"]
+    tail = subprocess.run(
+        [sys.executable, "-m", "prgate.cli", *tail_args],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+            "PRGATE_TOPIC_PREFIX": kafka_settings.topic_prefix,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert tail.returncode == 0, tail.stderr
+    assert "Traceback" not in tail.stderr
+    # The partitions are read side by side: --max 1 may end before the others' garbage.
+    reported = tail.stderr.splitlines()[1:]
+    assert all(line.startswith("prgate: undecodable record at ") for line in reported), reported
+    (shown,) = [json.loads(line) for line in tail.stdout.splitlines()]
+    assert shown["message_type"] == "prgate.v1.EventEnvelope"
+    assert "cannot be shown as protobuf JSON" in shown["error"]

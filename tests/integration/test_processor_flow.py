@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 
 from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+from helpers.limits import partition_of
 from integration.processor_commands import (
     CommandProducer,
     approve,
@@ -34,6 +36,7 @@ from prgate.kafka.contract import (
     Topics,
 )
 from prgate.kafka.settings import KafkaSettings
+from prgate.kafka.topics import ensure_topics
 from prgate.v1.events_pb2 import EventEnvelope
 from prgate.v1.outcome_pb2 import COMMAND_STATE_REJECTED, COMMAND_STATE_SUCCEEDED
 from prgate.v1.pull_request_pb2 import PULL_REQUEST_STATUS_OPEN
@@ -201,3 +204,58 @@ def test_result_goes_to_the_reply_to_topic_when_it_exists(
     assert {r.command_id for r in fallback} == {to_missing.command_id, to_events.command_id}
     with tail(kafka_settings, ensured_topics.events) as t:
         assert len(events_of(t.drain())) == 3  # only the three PullRequestOpened events
+
+
+def test_results_share_their_commands_partition_number(
+    kafka_settings: KafkaSettings, ensured_topics: Topics
+) -> None:
+    """A result goes to the partition number of its command (the pull request's), not where
+    its key, the command id, hashes: one transaction touches the same partition numbers on
+    every output topic. The key stays the command id."""
+    partitions = kafka_settings.partitions
+    prs = [f"pr-part-{n}" for n in range(12)]
+    assert len({partition_of(pr, partitions) for pr in prs}) == partitions  # every partition
+    commands = [open_pr(pr) for pr in prs]
+    with ThreadedProcessor(processor_settings(kafka_settings)):
+        send_all(kafka_settings, commands)
+        wait_results(kafka_settings, {c.command_id for c in commands}, timeout=30)
+    with tail(kafka_settings, ensured_topics.results) as t:
+        results = t.drain()
+    with tail(kafka_settings, ensured_topics.events) as t:
+        events = t.drain()
+    event_partition = {codec.key_text(r.key): r.partition for r in events}
+    by_command = {c.command_id: c.pull_request_id for c in commands}
+    assert len(results) == len(commands)
+    for rec in results:
+        pr = by_command[codec.key_text(rec.key)]
+        assert rec.partition == partition_of(pr, partitions) == event_partition[pr]
+    # Results keyed by command id would have spread differently: the test is not vacuous.
+    assert any(
+        partition_of(c.command_id, partitions) != partition_of(c.pull_request_id, partitions)
+        for c in commands
+    )
+
+
+def test_results_topic_with_fewer_partitions_gets_the_partition_number_modulo_its_count(
+    kafka_settings: KafkaSettings,
+) -> None:
+    topics = kafka_settings.topics
+    client = AdminClient(kafka_settings.client_config())
+    created = client.create_topics([NewTopic(topics.results, 2, -1)], operation_timeout=10)
+    created[topics.results].result(timeout=15)
+    deadline = time.monotonic() + 15
+    while len(client.list_topics(topics.results, timeout=5).topics[topics.results].partitions) < 2:
+        assert time.monotonic() < deadline, "results topic not visible"
+    ensure_topics(kafka_settings)  # the others, with 3 partitions
+    prs = [f"pr-mod-{n}" for n in range(9)]
+    assert {partition_of(pr, 3) for pr in prs} == {0, 1, 2}
+    commands = [open_pr(pr) for pr in prs]
+    with ThreadedProcessor(processor_settings(kafka_settings)):
+        send_all(kafka_settings, commands)
+        wait_results(kafka_settings, {c.command_id for c in commands}, timeout=30)
+    with tail(kafka_settings, topics.results) as t:
+        results = t.drain()
+    by_command = {c.command_id: c.pull_request_id for c in commands}
+    assert len(results) == len(commands)
+    for rec in results:
+        assert rec.partition == partition_of(by_command[codec.key_text(rec.key)], 3) % 2

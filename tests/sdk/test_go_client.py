@@ -21,7 +21,9 @@ import pytest
 from helpers.kafka import free_port
 
 from prgate.client import Client, PullRequestStatus
+from prgate.v1 import command_service_pb2 as svc
 from tests.e2e.stack import GatewayProcess, Stack
+from tests.sdk.unavailable_proxy import running
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / "sdk" / "go"
@@ -62,6 +64,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     run([sys.executable, str(SDK / "generate.py"), "--out", str(gen)], ROOT, timeout=900)
     run([go(), "build", "-o", str(tmp / "example-bin"), "."], example, timeout=600)
     return gen, example, tmp / "example-bin"
+
+
+def test_the_go_session_interceptors_pass_their_tests(built: tuple[Path, Path, Path]) -> None:
+    """``sdk/go/example/consistency_test.go``: a refused token is forgotten, by the unary
+    interceptor (and the call made again without it) and by the stream interceptor (the next
+    watch goes without it; it was kept, so every later watch was refused again)."""
+    _, example, _ = built
+    done = run([go(), "test", "-count=1", "-v", "./..."], example, timeout=600)
+    passed = re.findall(r"^--- PASS: (\w+)", done.stdout, re.M)
+    assert "TestARefusedTokenOnAWatchIsForgottenSoTheNextWatchWorks" in passed, done.stdout
 
 
 @pytest.mark.timeout(900)  # the first run installs two plugins and fills Go's build cache
@@ -162,3 +174,73 @@ def test_go_client_with_the_published_service_config_rides_a_gateway_restart(
         pr = client.get(opened.group(1))
     assert [r.reviewer for r in pr.reviews] == ["bob"]
     assert pr.status == PullRequestStatus.PULL_REQUEST_STATUS_MERGED and pr.version == 5
+
+
+APPROVE = "/prgate.v1.PullRequestCommandService/ApprovePullRequest"
+
+
+@pytest.mark.timeout(900)
+def test_go_client_retries_a_lost_answer_by_the_service_config_and_it_applies_once(
+    gateway: GatewayProcess, built: tuple[Path, Path, Path]
+) -> None:
+    """A proxy passes the Go client's first ApprovePullRequest attempt to the gateway (which
+    approves), drops the answer and says UNAVAILABLE. With sdk/service-config.json grpc-go
+    retries that one call by its retry policy, with the same request (the same idempotency
+    key), and gets the first attempt's command back: one approval. Without the config the same
+    call fails UNAVAILABLE: the retry is the published config's."""
+    _, example, binary = built
+    config = ROOT / "sdk" / "service-config.json"
+    with running(gateway.target, APPROVE) as proxy:
+        done = subprocess.run(
+            [str(binary), "-target", f"127.0.0.1:{proxy.port}", "-service-config", str(config)],
+            cwd=example,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        attempts = list(proxy.attempts)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    out = done.stdout
+    approved = re.search(
+        r"^approved state=COMMAND_STATE_SUCCEEDED command_id=(\S+) version=2$", out, re.M
+    )
+    assert approved, out
+    # Attempt 1 (answer dropped), attempt 2 (grpc-go's retry of the same call), then the
+    # example's own second call with the same key.
+    assert len(attempts) == 3, [a.metadata for a in attempts]
+    assert attempts[0].request == attempts[1].request  # the retry resends the same bytes
+    keys = {
+        svc.ApprovePullRequestRequest.FromString(a.request).options.idempotency_key
+        for a in attempts
+    }
+    assert len(keys) == 1 and keys != {""}, keys  # one key for the call and its repeat
+    assert "grpc-previous-rpc-attempts" not in attempts[0].metadata
+    assert attempts[1].metadata.get("grpc-previous-rpc-attempts") == "1", attempts[1].metadata
+    assert "grpc-previous-rpc-attempts" not in attempts[2].metadata
+    # The gateway carried out attempt 1; the retry was answered with that same command.
+    assert attempts[0].dropped_answer is not None
+    lost = svc.ApprovePullRequestResponse.FromString(attempts[0].dropped_answer)
+    assert lost.receipt.command_id == approved.group(1), (lost, out)
+    assert f"approved again command_id={approved.group(1)}\n" in out
+    opened = re.search(r"^opened (pr-\S+) ", out, re.M)
+    assert opened, out
+    with Client(gateway.target) as client:
+        pr = client.get(opened.group(1))
+    assert [r.reviewer for r in pr.reviews] == ["bob"]
+    assert pr.status == PullRequestStatus.PULL_REQUEST_STATUS_MERGED and pr.version == 5
+
+    # The control: the default config has no retry policy, so the lost answer is the error.
+    with running(gateway.target, APPROVE) as proxy:
+        bare = subprocess.run(
+            [str(binary), "-target", f"127.0.0.1:{proxy.port}"],
+            cwd=example,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        tried = len(proxy.attempts)
+    assert bare.returncode != 0, bare.stdout
+    assert "approve: rpc error: code = Unavailable" in bare.stderr, bare.stderr
+    assert tried == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def test_numbers_and_optional_values() -> None:
     ],
 )
 def test_invalid_values_name_the_flag_and_variable(env: dict[str, str], names: str) -> None:
-    with pytest.raises(SystemExit) as exited:
+    with pytest.raises(SettingsError) as exited:
         load(Sample, None, environ=env)
     assert f"invalid setting {names}" in str(exited.value)
 
@@ -153,7 +154,7 @@ def test_config_file_below_environment_and_flags(tmp_path: Path) -> None:
         "ratio = 2\n"
         "enabled = true\n"
         'limit = "9"\n'
-        "not_a_sample_setting = 1\n"
+        'instance_id = "p-1"\n'  # the processor's: ignored here
         "[props]\n"
         'debug = "eos,broker"\n'
         "linger_ms = 5\n"
@@ -179,13 +180,13 @@ def test_config_file_below_environment_and_flags(tmp_path: Path) -> None:
         ("count = 1.5\n", "invalid setting count in configuration file .*: expected int"),
         ('enabled = "maybe"\n', "invalid setting enabled in configuration file .*boolean"),
         ("props = 1\n", "invalid setting props in configuration file .*table"),
-        ("count = \n", "invalid configuration file .*"),
+        ("count = \n", "configuration file .* is not valid TOML"),
     ],
 )
 def test_config_file_errors_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "bad.toml"
     config.write_text(text)
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(SettingsError, match=message):
         load(Sample, None, environ={"PRGATE_CONFIG_FILE": str(config)})
 
 
@@ -289,3 +290,212 @@ def test_readme_configuration_file_example_loads(tmp_path: Path) -> None:
     assert kafka.kafka_properties == {"security.protocol": "SASL_SSL", "debug": "eos,broker"}
     assert (gateway.listen, gateway.required_approvals) == ("0.0.0.0:50051", 2)
     assert gateway.metrics_listen == "127.0.0.1:9464"
+
+
+# -- attacks on the parsing (issue: configuration parsing review) ----------------------------
+
+SECRET = "hunter2-very-secret"
+
+
+def refused(tmp_path: Path, text: str | bytes, env: dict[str, str] | None = None) -> str:
+    """The message of the SettingsError that loading Sample with this file raises."""
+    config = tmp_path / "attack.toml"
+    if isinstance(text, bytes):
+        config.write_bytes(text)
+    else:
+        config.write_text(text)
+    with pytest.raises(SettingsError) as error:
+        load(Sample, None, environ={"PRGATE_CONFIG_FILE": str(config), **(env or {})})
+    return str(error.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A secret setting given the wrong type: the value must not be echoed.
+        "password = 9876543210123\n",
+        f'password = ["{SECRET}"]\n',
+        # Client properties hold passwords: neither a non-table nor a bad value is echoed.
+        f'props = ["sasl.password={SECRET}"]\n',
+        f'props = {{"sasl.password" = ["{SECRET}"]}}\n',
+        f'props = "{SECRET}"\n',
+        f'props = "sasl.username=ada,{SECRET}=,=x"\n',
+    ],
+)
+def test_file_errors_never_print_a_secret_value(tmp_path: Path, text: str) -> None:
+    message = refused(tmp_path, text)
+    assert "invalid setting" in message
+    assert SECRET not in message and "9876543210123" not in message, message
+    assert "password" in message or "props" in message  # the setting is named
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PRGATE_T_PROPS": SECRET}, "--props / PRGATE_T_PROPS"),
+        ({"PRGATE_T_PROPS": f"a=b\n{SECRET}"}, "--props / PRGATE_T_PROPS"),
+        ({"PRGATE_T_PROPS": f"=={SECRET}"}, "--props / PRGATE_T_PROPS"),
+    ],
+)
+def test_environment_errors_never_print_a_secret_value(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        load(Sample, None, environ=env)
+    message = str(error.value)
+    assert named in message and SECRET not in message, message
+    assert "line" in message  # where the bad piece is, instead of what it is
+
+
+def test_a_property_flag_error_never_prints_the_value() -> None:
+    with pytest.raises(SettingsError) as error:
+        load(Sample, parse(Sample, "--props", SECRET), environ={})
+    assert SECRET not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # Not UTF-8: tomllib's UnicodeDecodeError escaped as a traceback before.
+        (b'name = "\xff\xfe"\n', "is not UTF-8 text"),
+        (b"\xef\xbb\xbfname = 'bom'\n", "is not valid TOML"),
+        ('name = "a"\nname = "b"\n', "is not valid TOML"),
+        ("count = -3\n", "invalid setting count in configuration file .*must not be negative"),
+        ("ratio = nan\n", "invalid setting ratio .*finite"),
+        ("ratio = inf\n", "invalid setting ratio .*finite"),
+        ('ratio = "-inf"\n', "invalid setting ratio .*finite"),
+        ("count = true\n", "invalid setting count .*expected int"),
+        ("enabled = 1\n", "invalid setting enabled .*expected bool"),
+    ],
+)
+def test_bad_files_are_one_settings_error(tmp_path: Path, text: str | bytes, message: str) -> None:
+    got = refused(tmp_path, text)
+    assert re.search(message, got), got
+
+
+def test_one_setting_spelled_twice_in_a_file_is_refused(tmp_path: Path) -> None:
+    @dataclass(frozen=True)
+    class Two:
+        bootstrap_servers: str = setting("", "PRGATE_T_BOOT", "where")
+
+    config = tmp_path / "two.toml"
+    config.write_text('bootstrap-servers = "a:1"\nbootstrap_servers = "b:2"\n')
+    # Which one won was an accident of the table's order.
+    with pytest.raises(SettingsError, match="gives the setting bootstrap_servers twice"):
+        load(Two, None, environ={"PRGATE_CONFIG_FILE": str(config)})
+
+
+def test_a_huge_configuration_file_is_refused_unread(tmp_path: Path) -> None:
+    from prgate.settings import MAX_CONFIG_BYTES
+
+    config = tmp_path / "huge.toml"
+    config.write_text("# padding\n" * (MAX_CONFIG_BYTES // 10 + 1))
+    with pytest.raises(SettingsError, match=f"larger than {MAX_CONFIG_BYTES} bytes"):
+        load(Sample, None, environ={"PRGATE_CONFIG_FILE": str(config)})
+
+
+def test_a_missing_or_unreadable_file_is_one_settings_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"cannot read configuration file .*No such file"):
+        load(Sample, None, environ={"PRGATE_CONFIG_FILE": str(tmp_path / "absent.toml")})
+    with pytest.raises(SettingsError, match="cannot read configuration file"):
+        load(Sample, None, environ={"PRGATE_CONFIG_FILE": str(tmp_path)})  # a directory
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PRGATE_T_COUNT": ""}, "--count / PRGATE_T_COUNT"),
+        ({"PRGATE_T_COUNT": "-1"}, "must not be negative"),
+        ({"PRGATE_T_RATIO": "nan"}, "finite"),
+        ({"PRGATE_T_RATIO": "-0.5"}, "must not be negative"),
+        ({"PRGATE_T_RATIO": "1e999"}, "finite"),
+        ({"PRGATE_T_ENABLED": "2"}, "not a boolean"),
+    ],
+)
+def test_bad_environment_values_name_the_setting(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load(Sample, None, environ=env)
+
+
+def test_empty_values_mean_the_documented_things() -> None:
+    # "" is None for an optional setting, off for a switch, nothing for properties.
+    loaded = load(
+        Sample, None, environ={"PRGATE_T_LIMIT": "", "PRGATE_T_ENABLED": "", "PRGATE_T_PROPS": ""}
+    )
+    assert (loaded.limit, loaded.enabled, loaded.props) == (None, False, {})
+
+
+def test_the_known_setting_names_are_every_settings_class_s() -> None:
+    import dataclasses
+
+    from archive.audit import AuditSettings
+    from archive.settings import ArchiveSettings
+    from gateway.settings import GatewaySettings
+    from prgate.cli.pr import ClientSettings
+    from prgate.cli.topics import TopicsCommandSettings
+    from prgate.kafka.local import LocalKafkaSettings
+    from prgate.setting_names import SETTING_NAMES
+    from processor.settings import ProcessorSettings
+
+    classes = (
+        AuditSettings,
+        ArchiveSettings,
+        GatewaySettings,
+        ClientSettings,
+        TopicsCommandSettings,
+        LocalKafkaSettings,
+        KafkaSettings,
+        ProcessorSettings,
+    )
+    names = {f.name for cls in classes for f in dataclasses.fields(cls)}
+    assert not names - SETTING_NAMES, f"add to prgate/setting_names.py: {names - SETTING_NAMES}"
+    assert not SETTING_NAMES - names, f"remove from it: {SETTING_NAMES - names}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # A typo was ignored without a word: the gateway ran on the default brokers.
+        (
+            'bootstrap_server = "kafka:9092"\n',
+            "'bootstrap_server' .*did you mean bootstrap_servers",
+        ),
+        ('[gateway]\nlisten = "0.0.0.0:50051"\n', "'gateway' .*a table: settings are top-level"),
+        ('nmae = "x"\n', "'nmae' is not a setting of any prgate command .*did you mean name"),
+    ],
+)
+def test_a_key_that_is_no_setting_of_any_command_is_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    assert re.search(message, refused(tmp_path, text)), refused(tmp_path, text)
+
+
+def test_keys_of_other_commands_are_still_ignored(tmp_path: Path) -> None:
+    config = tmp_path / "shared.toml"
+    config.write_text('name = "mine"\ninstance_id = "p-7"\nlisten = "0.0.0.0:1"\ntarget = "gw:1"\n')
+    loaded = load(Sample, None, environ={"PRGATE_CONFIG_FILE": str(config)})
+    assert loaded.name == "mine"
+
+
+def test_a_bootstrap_servers_property_conflicting_with_the_setting_is_refused(
+    tmp_path: Path,
+) -> None:
+    """It silently won over KAFKA_BOOTSTRAP_SERVERS, which the logs and checks still named."""
+    with pytest.raises(SettingsError, match=r"bootstrap\.servers conflicts with"):
+        load(
+            KafkaSettings,
+            None,
+            environ={
+                "KAFKA_BOOTSTRAP_SERVERS": "a:9092",
+                "PRGATE_KAFKA_PROPERTIES": "bootstrap.servers=b:9092",
+            },
+        )
+    properties = tmp_path / "client.properties"
+    properties.write_text("bootstrap.servers=b:9092\n")
+    with pytest.raises(SettingsError, match=r"bootstrap\.servers conflicts with"):
+        load(KafkaSettings, None, environ={"PRGATE_KAFKA_PROPERTIES_FILE": str(properties)})
+
+
+def test_a_properties_file_that_is_not_text_names_the_setting(tmp_path: Path) -> None:
+    properties = tmp_path / "client.properties"
+    properties.write_bytes(b"sasl.password=\xff\xfe\n")
+    with pytest.raises(SettingsError, match="cannot read --kafka-properties-file"):
+        load(KafkaSettings, None, environ={"PRGATE_KAFKA_PROPERTIES_FILE": str(properties)})

@@ -18,6 +18,10 @@ import (
 // issue (another deployment's, or signed with a secret since changed).
 const refusedTokenReason = "INVALID_CONSISTENCY_TOKEN"
 
+// behindReason is the ErrorInfo reason of a call whose token's version the gateway's read
+// model did not reach before the deadline.
+const behindReason = "READ_MODEL_BEHIND"
+
 // session gives read-your-writes across gateways, as the Python client's Session does: its
 // interceptors keep the consistency token of every answer (the newest per pull request, judged
 // by the version the answer shows) and put it on the next call about that pull request
@@ -164,14 +168,29 @@ func tokenRefused(err error) bool {
 	return false
 }
 
+// readModelBehind reports whether err is the gateway's READ_MODEL_BEHIND: its read model did
+// not reach the token's version before the call's deadline.
+func readModelBehind(err error) bool {
+	for _, detail := range status.Convert(err).Details() {
+		if info, ok := detail.(*errdetails.ErrorInfo); ok && info.GetReason() == behindReason {
+			return true
+		}
+	}
+	return false
+}
+
 // unary is the grpc.UnaryClientInterceptor: stamp, call, take; a refused token is forgotten
-// and the call made once more without it.
+// and the call made once more without it. A token the read model did not reach (after the
+// channel's own retries) is forgotten too, so later calls do not wait it out again (a cluster
+// recreated under the same topic names reads old tokens but never reaches their versions).
 func (s *session) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	sent, token := s.stamped(req)
 	err := invoker(ctx, method, sent, reply, cc, opts...)
 	if err != nil && token != "" && tokenRefused(err) {
 		s.forget(token)
 		err = invoker(ctx, method, req, reply, cc, opts...)
+	} else if err != nil && token != "" && readModelBehind(err) {
+		s.forget(token)
 	}
 	if err == nil {
 		if m, ok := reply.(protoreflect.ProtoMessage); ok {
@@ -181,7 +200,10 @@ func (s *session) unary(ctx context.Context, method string, req, reply any, cc *
 	return err
 }
 
-// stream is the grpc.StreamClientInterceptor (WatchCommand, WatchPullRequest).
+// stream is the grpc.StreamClientInterceptor (WatchCommand, WatchPullRequest). A stream
+// cannot be made again transparently (its request is sent), so a refused token ends it with
+// the gateway's INVALID_ARGUMENT as before, but is forgotten: the caller's next watch goes
+// without it instead of being refused again and again.
 func (s *session) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	inner, err := streamer(ctx, desc, cc, method, opts...)
 	if err != nil {
@@ -193,10 +215,14 @@ func (s *session) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Cl
 type sessionStream struct {
 	grpc.ClientStream
 	session *session
+	token   string // the session's token sent with the request ("" when none)
 }
 
 func (w *sessionStream) SendMsg(m any) error {
-	sent, _ := w.session.stamped(m)
+	sent, token := w.session.stamped(m)
+	if token != "" {
+		w.token = token
+	}
 	return w.ClientStream.SendMsg(sent)
 }
 
@@ -204,6 +230,8 @@ func (w *sessionStream) RecvMsg(m any) error {
 	err := w.ClientStream.RecvMsg(m)
 	if err == nil {
 		w.session.take(m)
+	} else if w.token != "" && (tokenRefused(err) || readModelBehind(err)) {
+		w.session.forget(w.token)
 	}
 	return err
 }

@@ -1,4 +1,7 @@
-"""Records to archive rows without a broker: typed columns, headers, and bad input kept."""
+"""Records to archive rows without a broker: typed columns, headers, and bad input kept.
+
+The rows are made as the archive makes them (:func:`archive.bulk.to_arrow`); test_bulk.py checks
+the bulk and the per-record path agree."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from helpers.ids import bound_id
 
-from archive.decode import Consumed, table_codecs, to_arrow, trace_id
+from archive.bulk import to_arrow
+from archive.decode import Consumed, table_codecs, trace_id
 from archive.schema import TABLES
 from prgate.kafka import codec
 from prgate.kafka.contract import Topics

@@ -148,3 +148,40 @@ def test_event_lines_json_and_errors_escape_too() -> None:
 def test_joiners_and_ordinary_text_are_printed_as_they_are() -> None:
     for text in ("👩\u200d💻 dev tooling", "Zoë O'Brien", "修复解析器", "tab-free text"):
         assert cli_render.printable(text) == text
+
+
+def test_bytes_that_parse_but_cannot_be_shown_are_an_error_line_not_a_traceback() -> None:
+    """Attack: a record whose Timestamp is out of range (seconds 2^62: bytes prgate never
+    writes, but anyone with write access to a topic can). json_format raised, and `prgate
+    decode`, `prgate events tail` and the tables ended in a traceback."""
+    import base64
+
+    from google.protobuf import timestamp_pb2
+
+    from prgate.cli.decode import record_line
+    from prgate.v1 import commands_pb2
+
+    far = timestamp_pb2.Timestamp(seconds=2**62)
+    envelope = commands_pb2.CommandEnvelope(command_id="c-1", issued_at=far)
+    line = record_line(
+        "prgate.commands",
+        partition=0,
+        offset=7,
+        timestamp_ms=1,
+        key=b"pr-\xff",
+        value=envelope.SerializeToString(),
+        headers=[("message-type", b"prgate.v1.CommandEnvelope"), ("odd", b"\xff\xfe")],
+        fallback_type=None,
+    )
+    assert "cannot be shown as JSON" in line["error"]
+    assert base64.b64decode(line["value_base64"]) == envelope.SerializeToString()
+    json.dumps(line)  # a JSON line
+
+    event = events_pb2.EventEnvelope(event_id="e-1", pull_request_id="pr-1", occurred_at=far)
+    shown = json.loads(cli_render.to_json(event))
+    assert shown["message_type"] == "prgate.v1.EventEnvelope"
+    assert "cannot be shown as protobuf JSON" in shown["error"]
+    assert "invalid timestamp" in cli_render.event_line(event)
+    pull_request = pull_request_pb2.PullRequest(pull_request_id="pr-1", created_at=far)
+    assert "invalid timestamp" in cli_render.pull_request_table(pull_request)
+    assert cli_render.timestamp(timestamp_pb2.Timestamp(seconds=-(2**62))).startswith("invalid")

@@ -14,7 +14,14 @@ import pytest
 
 from gateway import errors as server_errors
 from prgate.cli.main import main as cli_main
-from prgate.client import AsyncClient, Client, InvalidArgument, Session
+from prgate.client import (
+    AsyncClient,
+    Client,
+    InvalidArgument,
+    RetryPolicy,
+    Session,
+    Unavailable,
+)
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1 import outcome_pb2, pull_request_pb2, query_service_pb2, results_pb2
 from tests.unit.client.fake_gateway import FakeGateway
@@ -181,3 +188,93 @@ def test_prgate_pr_keeps_tokens_between_runs(
     assert cli_main(["pr", "get", "pr-1"]) == 0
     assert "ignoring" in capsys.readouterr().err
     assert Session.from_json(state.read_text()).token("pr-1") == "t3"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000,  # json.loads' RecursionError escaped from_json and crashed `prgate pr`
+        '{"tokens": [["pr-1", true, "t"]]}',
+        '{"tokens": [["pr-1", -1, "t"]]}',
+        # A hand-edited version above any real one: the token would be kept forever.
+        f'{{"tokens": [["pr-1", {2**63}, "t"]]}}',
+        '{"tokens": [["pr-1", 1.5, "t"]]}',
+        '{"tokens": [["", 1, "t"]]}',
+        '{"tokens": [["pr-1", 1, ""]]}',
+        '{"tokens": [["pr-1", 1, "t", "extra"]]}',
+    ],
+)
+def test_a_session_file_that_is_not_one_is_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError, match="not a prgate client session"):
+        Session.from_json(text)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[" * 100_000,
+        b"\xff\xfe not utf-8",
+        b'{"tokens": [["pr-1", 99999999999999999999999, "t1"]]}',
+        b" " * (16 * 1024 * 1024 + 1),  # larger than any session: not read whole
+    ],
+)
+def test_prgate_pr_replaces_a_broken_session_file_with_a_warning(
+    fake: FakeGateway,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: bytes,
+) -> None:
+    state = tmp_path / "tokens.json"
+    state.write_bytes(content)
+    monkeypatch.setenv("PRGATE_TARGET", fake.target)
+    monkeypatch.setenv("PRGATE_CONSISTENCY_FILE", str(state))
+    fake.script("GetPullRequest", got(2, "t2"))
+    assert cli_main(["pr", "get", "pr-1"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: ignoring {state}" in err and "Traceback" not in err
+    assert fake.calls_of("GetPullRequest")[0].request.consistency_token == ""
+    assert Session.from_json(state.read_text()).token("pr-1") == "t2"
+
+
+def behind(pull_request_id: str) -> server_errors.GatewayError:
+    """READ_MODEL_BEHIND as the gateway sends it (UNAVAILABLE, ErrorInfo, RetryInfo 0.5 s)."""
+    from gateway.consistency_tokens import Position, read_model_behind
+
+    refusal = read_model_behind(Position(pull_request_id, 9), 0, 1.0)
+    return server_errors.GatewayError(refusal.status)
+
+
+def test_a_token_no_attempt_reached_is_forgotten_after_the_last_retry(
+    fake: FakeGateway,
+) -> None:
+    """Attack: a recreated local cluster under the same topic names. Its gateways read the
+    old tokens (same key) but never reach their versions: every `prgate pr list` (which
+    sends the newest token) and every call about an old pull request waited out all its
+    attempts, run after run. Now the token is forgotten once the retries are spent (not
+    before: another attempt, or gateway, may reach it), and the next call goes without."""
+    session = Session()
+    session.remember("pr-1", 9, "from-the-old-cluster")
+    fake.script("GetPullRequest", behind("pr-1"), behind("pr-1"))
+    fake.script("ListPullRequests", query_service_pb2.ListPullRequestsResponse())
+    retry = RetryPolicy(max_attempts=2, initial_backoff=0.0)
+    with Client(fake.target, session=session, retry=retry) as client:
+        with pytest.raises(Unavailable) as ended:
+            client.get("pr-1")
+        assert ended.value.reason == "READ_MODEL_BEHIND"
+        assert session.token("pr-1") == "" and session.latest == ""
+        assert list(client.list()) == []
+    sent = [c.request.consistency_token for c in fake.calls_of("GetPullRequest")]
+    assert sent == ["from-the-old-cluster", "from-the-old-cluster"]
+    assert fake.calls_of("ListPullRequests")[0].request.consistency_token == ""
+
+
+def test_other_final_errors_keep_the_token(fake: FakeGateway) -> None:
+    session = Session()
+    session.remember("pr-1", 2, "t2")
+    fake.script(
+        "GetPullRequest", server_errors.invalid_argument("pull_request_id", "BAD_ID", "bad")
+    )
+    with Client(fake.target, session=session) as client, pytest.raises(InvalidArgument):
+        client.get("pr-1")
+    assert session.token("pr-1") == "t2"

@@ -177,3 +177,23 @@ def test_every_generated_connect_method_reaches_its_grpc_handler() -> None:
         assert callable(getattr(bridge, name)), name
     with pytest.raises(AttributeError):
         bridge.no_such_method  # noqa: B018 - the attribute access is the test
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (200, b"{}", grpc.StatusCode.OK),
+        (200, b"\x02\x00\x00\x00\x02{}", grpc.StatusCode.OK),
+        (200, b'\x02\x00\x00\x00\x2a{"error": {"code": "resource_exhausted"}}',
+         grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (400, b'{"code": "invalid_argument", "message": "x"}', grpc.StatusCode.INVALID_ARGUMENT),
+        (408, b'{"code": "canceled"}', grpc.StatusCode.CANCELLED),
+        (415, b"", grpc.StatusCode.UNKNOWN),
+        (404, b"", grpc.StatusCode.UNIMPLEMENTED),
+        (400, b"not json", grpc.StatusCode.INTERNAL),
+    ],
+)  # fmt: skip
+def test_the_code_of_an_answer_the_library_gave(
+    status: int, body: bytes, code: grpc.StatusCode
+) -> None:
+    assert connect_errors.connect_answer_code(status, body) == code

@@ -7,6 +7,7 @@ The wait against real gateways on a real broker is tests/e2e/test_read_your_writ
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import replace
 
@@ -25,7 +26,7 @@ from gateway.consistency_tokens import (
 from gateway.page_tokens import ListQuery, PageTokens
 from gateway.refusals import Refusal, details_of
 from gateway.settings import GatewaySettings
-from gateway.signed_tokens import MAX_TOKEN_LENGTH
+from gateway.signed_tokens import MAX_TOKEN_LENGTH, SignedTokens
 from prgate.v1 import command_service_pb2 as svc
 from prgate.v1 import commands_pb2, pull_request_pb2, query_service_pb2
 from tests.unit.gateway.conftest import make_harness, open_pr, open_request
@@ -108,6 +109,73 @@ def test_every_gateway_with_the_same_secret_reads_the_others_tokens() -> None:
     gateway_b = ConsistencyTokens.for_deployment("s3cret", DEPLOYMENT)
     token = gateway_a.issue(Position("pr-7", 9))
     assert gateway_b.read(token, "consistency_token") == Position("pr-7", 9)
+
+
+def test_rotating_the_secret_never_refuses_a_token_in_flight() -> None:
+    """Attack: a rolling change of PRGATE_PAGE_TOKEN_SECRET. Without an accepted second
+    secret, gateways still on the old secret refuse the new gateways' tokens (and the other
+    way round): clients dropped them and read stale. In each step of the rotation every two
+    gateways that can be up at once read each other's tokens, for both kinds of token."""
+    old, new = "old-secret", "new-secret"
+    steps = [
+        (old, ""),  # before
+        (old, new),  # 1: accept the new one
+        (new, old),  # 2: issue the new one, accept the old one
+        (new, ""),  # 3: the old one is gone
+    ]
+    position, query = Position("pr-7", 9), ListQuery("acme/w", 0)
+    for (secret_a, accepted_a), (secret_b, accepted_b) in itertools.pairwise(steps):
+        a = ConsistencyTokens.for_deployment(secret_a, DEPLOYMENT, accepted_a)
+        b = ConsistencyTokens.for_deployment(secret_b, DEPLOYMENT, accepted_b)
+        assert b.read(a.issue(position), "t") == position
+        assert a.read(b.issue(position), "t") == position
+        pages_a = PageTokens.for_deployment(secret_a, DEPLOYMENT, accepted_a)
+        pages_b = PageTokens.for_deployment(secret_b, DEPLOYMENT, accepted_b)
+        assert pages_b.read(query, pages_a.issue(query, "pr-3")) == "pr-3"
+        assert pages_a.read(query, pages_b.issue(query, "pr-3")) == "pr-3"
+    # Skipping a step is refused as before, and an accepted secret is never used to issue.
+    before, after = (
+        ConsistencyTokens.for_deployment(s, DEPLOYMENT, a) for s, a in (steps[0], steps[3])
+    )
+    assert not_issued(after, before.issue(position)) == NOT_OURS
+    accepting = ConsistencyTokens.for_deployment(old, DEPLOYMENT, new)
+    assert not_issued(after, accepting.issue(position)) == NOT_OURS
+
+
+def test_the_accepted_secret_is_a_secret_setting() -> None:
+    from prgate.settings import load, redacted
+
+    settings = load(
+        GatewaySettings,
+        None,
+        environ={"PRGATE_PAGE_TOKEN_ACCEPTED_SECRET": "hunter2-accepted"},
+    )
+    assert settings.page_token_accepted_secret == "hunter2-accepted"
+    assert "hunter2-accepted" not in repr(redacted(settings))
+
+
+@pytest.mark.parametrize("version", [2**63, 2**64 - 1])
+def test_a_far_future_version_is_read_and_waited_for_within_the_bound(version: int) -> None:
+    """Attack: a token (minted with the deployment's key: possible without a secret) naming
+    a version beyond int64. It is read, the call waits at most its bound, and the refusal
+    names both versions."""
+    body = bytes([1]) + version.to_bytes(8, "big") + b"pr-1"
+    token = SignedTokens(
+        SignedTokens.deployment_key(b"prgate.v1 consistency tokens", "", DEPLOYMENT)
+    ).seal(body)
+    assert TOKENS.read(token, "t") == Position("pr-1", version)
+
+    async def main() -> None:
+        view = FakeView()
+        view.put(entity("pr-1", 2))
+        gate = ConsistencyGate(TOKENS, view, default_wait_s=0.05)
+        with pytest.raises(Refusal) as behind:
+            await gate.reach(gate.read(token, "consistency_token", "pr-1"), gate.budget(None))
+        info = details_of(behind.value.status)["ErrorInfo"]
+        assert info.metadata["wanted_version"] == str(version)  # type: ignore[attr-defined]
+        assert info.metadata["reached_version"] == "2"  # type: ignore[attr-defined]
+
+    asyncio.run(main())
 
 
 # -- the gate and admission ----------------------------------------------------------------

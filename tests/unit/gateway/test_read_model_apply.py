@@ -125,3 +125,39 @@ def test_list_and_subscribe_go_through_the_model() -> None:
         assert await rm.wait_caught_up(0.01) is False
 
     asyncio.run(main())
+
+
+def test_many_waiters_that_time_out_are_cancelled_or_are_served_leave_none_behind() -> None:
+    """Attack: thousands of calls wait on versions that never come (far-future tokens, up to
+    2^64-1), some are cancelled by their clients, some time out, some are served; every
+    one of them ends and none stays registered (a registered waiter would be a leak)."""
+
+    async def main() -> None:
+        rm = model()
+        rm.apply_result(succeeded(opened()))
+        far = [2**64 - 1, 2**63, 1_000_000]
+        never = [
+            asyncio.ensure_future(rm.wait_for_version(PR, far[i % 3], timeout=30.0))
+            for i in range(1500)
+        ]
+        timing_out = [
+            asyncio.ensure_future(rm.wait_for_version(f"other-{i % 7}", 5, timeout=0.05))
+            for i in range(500)
+        ]
+        served = [
+            asyncio.ensure_future(rm.wait_for_version(PR, 2, timeout=30.0)) for _ in range(500)
+        ]
+        await asyncio.sleep(0)  # every task registered its waiter
+        assert rm.stats()["version_waiters"] == 2500
+        for task in never:
+            task.cancel()
+        rm.apply_result(succeeded(retitled(2, "Second")))
+        assert await asyncio.gather(*served) == [True] * 500
+        assert await asyncio.gather(*timing_out) == [False] * 500
+        results = await asyncio.gather(*never, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        assert rm.stats()["version_waiters"] == 0
+        assert rm._version_waiters == {}
+        assert rm.stats()["version_waits_timed_out"] == 500
+
+    asyncio.run(main())

@@ -39,7 +39,7 @@ def member(failures: list[BaseException]) -> tuple[GroupMember, list[str], list[
         failed=lambda: bool(reasons),
     )
 
-    def restore(partitions: list[int], timeout_s: float) -> None:
+    def restore(partitions: list[int], timeout_s: float, committed: object = None) -> None:
         if failures:
             raise failures.pop(0)
         restored.append(partitions)

@@ -153,3 +153,67 @@ def test_memory_bounds_are_checked() -> None:
         StoreMemory(block_cache_bytes=1024)
     with pytest.raises(ValueError, match="write_buffer_bytes"):
         StoreMemory(write_buffer_bytes=0)
+
+
+def test_raw_restore_writes_keep_the_count_and_reach_disk_before_a_logged_write(
+    tmp_path: Path, resources: StoreResources
+) -> None:
+    identity = StoreIdentity("cluster-a", "prgate.pull-requests", (0,))
+    store, _ = SnapshotStore.open(tmp_path / "s", identity, resources)
+    store.write_raw({b"pr-1": b"one", b"pr-2": b"two"}, {0: 2})
+    store.write_raw({b"pr-2": b"two again", b"pr-3": b"three", b"pr-9": None}, {0: 5})
+    assert store.count() == 3
+    store.write_raw({b"pr-1": None}, {0: 6})
+    assert store.count() == 2
+    # A logged write after unlogged ones flushes them first; so does close().
+    store.write({"pr-4": Entry(b"four")}, {0: 7}, source_offsets={0: 41})
+    store.close()
+    again, reason = SnapshotStore.open(tmp_path / "s", identity, resources)
+    assert reason == ""
+    assert [again.get(k) for k in ("pr-1", "pr-2", "pr-3", "pr-4")] == [
+        None,
+        b"two again",
+        b"three",
+        b"four",
+    ]
+    assert again.count() == 3
+    assert again.checkpoints() == {0: 7}
+    assert again.source_offsets() == {0: 41}
+    with pytest.raises(ValueError):
+        again.versions(["pr-4"])  # no key records without indexes
+    again.close()
+
+
+def test_versions_come_from_the_key_records_and_index_moves_are_kept(
+    tmp_path: Path, resources: StoreResources
+) -> None:
+    store, _ = opened(tmp_path / "s", resources)
+    store.write({"pr-1": Entry(b"v1", "acme/x", 1, version=1)}, {0: 1}, logged=False)
+    assert store.versions(["pr-1", "pr-2"]) == {"pr-1": 1}
+    # The write after versions() reuses the key records it read: the old index entries go.
+    store.write({"pr-1": Entry(b"v2", "acme/y", 2, version=2)}, {0: 2}, logged=False)
+    assert store.versions(["pr-1"]) == {"pr-1": 2}
+    assert list(store.scan(repository="acme/x")) == []
+    assert list(store.scan(repository="acme/y", status=2)) == [b"v2"]
+    assert store.count() == 1
+    store.close()
+    again, _ = opened(tmp_path / "s", resources)
+    assert again.versions(["pr-1"]) == {"pr-1": 2}
+    assert again.checkpoints() == {0: 2}
+    again.close()
+
+
+def test_a_store_of_the_former_key_layout_is_foreign(
+    tmp_path: Path, resources: StoreResources
+) -> None:
+    from rocksdict import Options, Rdict
+
+    db = Rdict(str(tmp_path / "s"), Options(raw_mode=True))
+    db.put(
+        b"midentity",
+        b'{"cluster_id": "cluster-a", "partitions": [0, 1], "topic": "prgate.pull-requests"}',
+    )
+    db.close()
+    store, reason = opened(tmp_path / "s", resources)
+    assert reason == "foreign"
+    store.close()
