@@ -263,7 +263,7 @@ def markdown(results: dict[str, Any]) -> str:
         ]
     lines += _steps_table(results.get("steps", []))
     lines += [
-        "## Targets (issue 15; restore and archive: earlier issues)",
+        "## Targets",
         "",
         "| target | wanted | measured | met |",
         "|---|---|---|---|",
