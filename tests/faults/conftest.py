@@ -101,7 +101,7 @@ class FaultStack(Stack):
     """A Stack whose processors use a consumer group of this test alone and the shortest
     session timeout the broker allows, so a killed processor's partitions move quickly.
 
-    Every processor keeps its state in RocksDB stores , one state directory per
+    Every processor keeps its state in RocksDB stores, one state directory per
     instance name: a restarted or re-assigned instance replays only the tail, and every fault
     test runs with the stores on (``PRGATE_FAULTS_STATE_STORES=0``, or ``PRGATE_STATE_DIR=""``
     in ``env``, turns them off)."""
