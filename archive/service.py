@@ -41,13 +41,15 @@ from archive.decode import Consumed, TableCodec, table_codecs
 from archive.observability import ArchiveMetrics
 from archive.settings import ArchiveSettings
 from archive.sink import DeltaSink
-from archive.writer import Batch, BatchWriter, Written, write
+from archive.writer import WAIT_ALL, WAIT_ANY, Batch, BatchWriter, Written, write
 from prgate.observability import logs
 
 log = logging.getLogger(__name__)
 
 CONSUME_BATCH = 2000
 CONSUME_TIMEOUT_S = 0.1  # bounds how long a stop request or a due flush waits
+DEFERRED_TIMEOUT_S = 0.01  # while a table due by age waits for its writer
+WRITER_SLOTS = 2  # batches out at a time (one per topic): decoding and commits beside the loop
 
 
 @dataclass
@@ -103,13 +105,13 @@ class Archiver:
         self._failure: str | None = None
         self._max_age_s = settings.flush_interval_ms / 1000
         self._consumer = Consumer(settings.consumer_config(self._on_error))
-        self._writer = BatchWriter(self._tables, self._sinks)
+        self._writer = BatchWriter(self._tables, self._sinks, WRITER_SLOTS)
 
     # -- rebalance callbacks (run inside consume(); they must not raise) ----------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
-            self._collect(wait=True)  # the sinks are the writer's while a batch is out
+            self._collect(WAIT_ALL)  # the sinks are the writer's while a batch is out
             by_topic: dict[str, list[int]] = defaultdict(list)
             for tp in partitions:
                 by_topic[tp.topic].append(tp.partition)
@@ -145,7 +147,7 @@ class Archiver:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:  # a commit under way lands or loses its compare-and-set, as a flush on this thread
-            self._collect(wait=True)
+            self._collect(WAIT_ALL)
         except Exception as exc:
             log.exception("archive_flush_failed", extra={"reason": "lost"})
             self._failure = f"flush before losing partitions failed: {exc}"
@@ -175,11 +177,13 @@ class Archiver:
         )
         code = 0
         try:
+            deferred = False
             while not self._stop.is_set() and self._failure is None:
-                messages = self._consumer.consume(CONSUME_BATCH, CONSUME_TIMEOUT_S)
+                timeout = DEFERRED_TIMEOUT_S if deferred else CONSUME_TIMEOUT_S
+                messages = self._consumer.consume(CONSUME_BATCH, timeout)
                 self._take(messages, time.monotonic())
-                self._collect(wait=False)
-                self._flush_due(time.monotonic())
+                self._collect()
+                deferred = self._flush_due(time.monotonic())
             if self._failure is None:
                 self.flush_all("stop")
         except (KafkaException, DeltaError, OSError, RuntimeError) as exc:
@@ -217,12 +221,14 @@ class Archiver:
             if buffer.oldest is None:
                 buffer.oldest = now
 
-    def _flush_due(self, now: float) -> None:
-        """Hand over the tables whose buffers are due; one batch at a time is with the writer.
+    def _flush_due(self, now: float) -> bool:
+        """Hand over the tables whose buffers are due; True when one due by age had to wait.
 
-        While a batch is out, a table that is due by age waits for the next turn of the loop
-        (the consumer goes on); one that is due by size waits for the writer, so no buffer
-        outgrows the batch size by more than one ``consume()``."""
+        A table whose last batch is still out, or that finds every writer slot taken, waits:
+        when due by age, for a later turn of the loop (the consumer goes on); when due by size,
+        for its batch or a free slot, so no buffer outgrows the batch size by more than one
+        ``consume()``."""
+        deferred = False
         for topic, buffer in self._buffers.items():
             if buffer.count >= self._settings.flush_max_records:
                 reason = "size"
@@ -230,22 +236,25 @@ class Archiver:
                 reason = "age"
             else:
                 continue
-            if self._writer.busy and reason == "age":
-                continue
-            self._collect(wait=True)
+            if self._writer.holds(topic) or self._writer.full:
+                if reason == "age":
+                    deferred = True
+                    continue
+                self._collect(topic if self._writer.holds(topic) else WAIT_ANY)
             parts = self._buffers[topic].take()  # after _collect: a lost race drops records
             if parts:
                 self._writer.submit(Batch(topic, parts, reason))
+        return deferred
 
-    def _collect(self, *, wait: bool) -> None:
-        """Take back the batch the writer finished (``wait``: the one still out) and act on it."""
-        written = self._writer.take(wait=wait)
-        if written is not None:
+    def _collect(self, wait: str = "") -> None:
+        """Take back the batches written (waiting as :meth:`BatchWriter.take` says) and act on
+        each."""
+        for written in self._writer.take(wait):
             self._written(written)
 
     def flush_all(self, reason: str) -> None:
         """Commit every buffered record now, on this thread, after the batch still out."""
-        self._collect(wait=True)
+        self._collect(WAIT_ALL)
         for topic in self._buffers:
             self.flush(topic, reason)
 

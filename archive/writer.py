@@ -1,13 +1,13 @@
 """Decode and commit one batch of a topic: on a writer thread beside the consume loop.
 
 The consume loop hands a topic's buffered records over as one :class:`Batch` and goes on
-consuming while a single writer thread takes the batch's fields out of the message objects,
-decodes them (:mod:`archive.bulk`) and writes rows and offsets as one Delta commit
-(:meth:`archive.sink.DeltaSink.flush`). At most one batch is with the writer at a time: the
-loop hands over the next one (or answers a rebalance, or stops) only after it has taken the
-previous one's :class:`Written` back, so the records held are at most the batch being written
-and the buffers being filled (about twice ``flush_max_records`` per topic), and the commits of a
-partition land in offset order.
+consuming while a writer thread takes the batch's fields out of the message objects, decodes
+them (:mod:`archive.bulk`) and writes rows and offsets as one Delta commit
+(:meth:`archive.sink.DeltaSink.flush`). At most ``slots`` batches are out at a time and at most
+one per topic: the loop hands a topic's next batch over (or answers a rebalance, or stops) only
+after it has taken the previous one's :class:`Written` back, so the records held are the
+batches being written and the buffers being filled (at most about twice ``flush_max_records``
+per topic), and the commits of a partition land in offset order.
 
 The writer never touches the consumer, the consume loop never touches a sink while a batch is
 out: seeks, offset commits for lag tools and the positions stay with the loop's thread.
@@ -16,6 +16,7 @@ out: seeks, offset commits for lag tools and the positions stay with the loop's 
 from __future__ import annotations
 
 import time
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -25,6 +26,10 @@ from confluent_kafka import Message
 from archive.bulk import RecordColumns, columns_to_arrow
 from archive.decode import TableCodec
 from archive.sink import DeltaSink, FlushResult
+
+# BatchWriter.take's waits besides a topic's name ("*" is not allowed in a Kafka topic name).
+WAIT_ANY = "*any"
+WAIT_ALL = "*all"
 
 
 @dataclass(frozen=True)
@@ -62,37 +67,48 @@ def write(batch: Batch, table: TableCodec, sink: DeltaSink) -> Written:
 
 
 class BatchWriter:
-    """One writer thread and the batch it holds (none or one)."""
+    """Writer threads and the batches they hold: at most ``slots`` at a time, one per topic
+    (so a partition's commits land in offset order and a sink is used by one thread)."""
 
-    def __init__(self, tables: dict[str, TableCodec], sinks: dict[str, DeltaSink]) -> None:
-        self._tables, self._sinks = tables, sinks
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-writer")
-        self._out: Future[Written] | None = None
+    def __init__(
+        self, tables: dict[str, TableCodec], sinks: dict[str, DeltaSink], slots: int = 1
+    ) -> None:
+        self._tables, self._sinks, self._slots = tables, sinks, slots
+        self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="archive-writer")
+        self._out: dict[str, Future[Written]] = {}
+
+    def holds(self, topic: str) -> bool:
+        """A batch of ``topic`` is out (written or not) and not yet taken back."""
+        return topic in self._out
 
     @property
-    def busy(self) -> bool:
-        """A batch is out and not yet written."""
-        return self._out is not None and not self._out.done()
+    def full(self) -> bool:
+        """Every slot holds a batch not yet taken back."""
+        return len(self._out) >= self._slots
 
     def submit(self, batch: Batch) -> None:
-        """Hand ``batch`` to the writer thread; the previous one must have been taken back."""
-        if self._out is not None:
-            raise RuntimeError("archive writer: the previous batch was not taken back")
-        self._out = self._pool.submit(
-            write, batch, self._tables[batch.topic], self._sinks[batch.topic]
-        )
+        """Hand ``batch`` to a writer thread: a slot must be free and no batch of its topic out."""
+        if self.full or batch.topic in self._out:
+            raise RuntimeError("archive writer: no free slot for the batch")
+        table, sink = self._tables[batch.topic], self._sinks[batch.topic]
+        self._out[batch.topic] = self._pool.submit(write, batch, table, sink)
 
-    def take(self, *, wait: bool) -> Written | None:
-        """The batch written since the last call (waiting for it when ``wait``), or None when
-        none is out (or, without ``wait``, it is still being written). Raises what the write
-        raised; the batch is then taken back too (nothing of it is in the table unless its
-        commit landed, which a restart reads from the table)."""
-        out = self._out
-        if out is None or (not wait and not out.done()):
-            return None
-        self._out = None
-        return out.result()
+    def take(self, wait: str = "") -> list[Written]:
+        """The batches written and not yet taken back, after waiting as ``wait`` says: ""
+        not at all, :data:`WAIT_ANY` until one is written (when any is out), :data:`WAIT_ALL`
+        until every one is, or a topic's name until its batch is. Raises what a write raised
+        (that batch is taken back too; nothing of it is in the table unless its commit landed,
+        which a restart reads)."""
+        if wait and self._out:
+            if wait in (WAIT_ANY, WAIT_ALL):
+                pending = list(self._out.values())
+            else:
+                pending = [self._out[wait]] if wait in self._out else []
+            first = futures.FIRST_COMPLETED if wait == WAIT_ANY else futures.ALL_COMPLETED
+            futures.wait(pending, return_when=first)
+        done = [topic for topic, out in self._out.items() if out.done()]
+        return [self._out.pop(topic).result() for topic in done]
 
     def close(self) -> None:
-        """Wait for the batch out (if any), then end the thread."""
+        """Wait for the batches out (if any), then end the threads."""
         self._pool.shutdown(wait=True)

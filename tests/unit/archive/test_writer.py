@@ -16,9 +16,10 @@ from deltalake import DeltaTable
 
 from archive.decode import Consumed
 from archive.schema import COMMANDS
-from archive.service import Archiver
+from archive.service import WRITER_SLOTS, Archiver
 from archive.settings import ArchiveSettings
 from archive.sink import DeltaSink, app_id
+from archive.writer import WAIT_ALL
 from tests.unit.archive.test_sink import TOPICS, offsets_in, records, rows
 
 
@@ -42,10 +43,10 @@ class StandInConsumer:
         pass
 
 
-def messages(consumed: list[Consumed]) -> list[Message]:
+def messages(consumed: list[Consumed], topic: str = "") -> list[Message]:
     return [
         Message(
-            topic=c.topic,
+            topic=topic or c.topic,
             partition=c.partition,
             offset=c.offset,
             key=c.key,
@@ -85,7 +86,7 @@ def test_a_batch_that_lost_its_race_drops_what_was_buffered_after_it(tmp_path: P
     member._take(messages(records(0, range(5))), now=0.0)
     member._flush_due(now=0.0)  # offsets 0..4 go to the writer
     member._take(messages(records(0, range(5, 8))), now=0.0)  # buffered while it writes
-    member._collect(wait=True)  # its compare-and-set fails: the table is at 5
+    member._collect(WAIT_ALL)  # its compare-and-set fails: the table is at 5
 
     assert consumer.seeks == [(TOPICS.commands, 0, 5)]
     assert member._buffers[TOPICS.commands].count == 0  # 5..7 dropped, read again after the seek
@@ -98,19 +99,26 @@ def test_a_batch_that_lost_its_race_drops_what_was_buffered_after_it(tmp_path: P
     assert table.transaction_version(app_id(TOPICS.commands, 0)) == 8
 
 
-def test_batches_of_a_partition_commit_in_order_while_the_loop_consumes(tmp_path: Path) -> None:
+def test_batches_of_two_topics_are_out_together_and_commit_in_order(tmp_path: Path) -> None:
     member, consumer = archiver(tmp_path, flush_max_records=10)
-    assigned = [TopicPartition(TOPICS.commands, p) for p in (0, 1)]
+    topics = (TOPICS.commands, TOPICS.results)  # results: archived as undecodable, still once
+    assigned = [TopicPartition(t, p) for t in topics for p in (0, 1)]
     member._on_assign(consumer, assigned)  # type: ignore[arg-type]
+    most_out = 0
     for start in range(0, 100, 7):  # consume() batches of 7 per partition
-        for partition in (0, 1):
-            member._take(messages(records(partition, range(start, min(100, start + 7)))), 0.0)
-        member._collect(wait=False)
+        for topic in topics:
+            for partition in (0, 1):
+                chunk = records(partition, range(start, min(100, start + 7)))
+                member._take(messages(chunk, topic), 0.0)
+        member._collect()
         member._flush_due(now=0.0)
+        most_out = max(most_out, len(member._writer._out))
     member.flush_all("stop")
     member._writer.close()
-    path = tmp_path / "commands"
-    assert offsets_in(path) == [(p, n) for p in (0, 1) for n in range(100)]
-    table = DeltaTable(str(path))
-    assert [table.transaction_version(app_id(TOPICS.commands, p)) for p in (0, 1)] == [100, 100]
+    assert most_out <= WRITER_SLOTS
+    for topic, name in zip(topics, ("commands", "results"), strict=True):
+        path = tmp_path / name
+        assert offsets_in(path) == [(p, n) for p in (0, 1) for n in range(100)]
+        table = DeltaTable(str(path))
+        assert [table.transaction_version(app_id(topic, p)) for p in (0, 1)] == [100, 100]
     assert consumer.seeks == []
