@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 CONSUME_BATCH = 2000
 CONSUME_TIMEOUT_S = 0.1  # bounds how long a stop request or a due flush waits
 DEFERRED_TIMEOUT_S = 0.01  # while a table due by age waits for its writer
-WRITER_SLOTS = 2  # batches out at a time (one per topic): decoding and commits beside the loop
 
 
 @dataclass
@@ -105,7 +104,7 @@ class Archiver:
         self._failure: str | None = None
         self._max_age_s = settings.flush_interval_ms / 1000
         self._consumer = Consumer(settings.consumer_config(self._on_error))
-        self._writer = BatchWriter(self._tables, self._sinks, WRITER_SLOTS)
+        self._writer = BatchWriter(self._tables, self._sinks, settings.writer_threads)
 
     # -- rebalance callbacks (run inside consume(); they must not raise) ----------------------
 
@@ -235,6 +234,9 @@ class Archiver:
             elif buffer.oldest is not None and now - buffer.oldest >= self._max_age_s:
                 reason = "age"
             else:
+                continue
+            if not self._settings.writer_threads:  # on this thread, as one step
+                self.flush(topic, reason)
                 continue
             if self._writer.holds(topic) or self._writer.full:
                 if reason == "age":

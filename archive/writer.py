@@ -3,7 +3,7 @@
 The consume loop hands a topic's buffered records over as one :class:`Batch` and goes on
 consuming while a writer thread takes the batch's fields out of the message objects, decodes
 them (:mod:`archive.bulk`) and writes rows and offsets as one Delta commit
-(:meth:`archive.sink.DeltaSink.flush`). At most ``slots`` batches are out at a time and at most
+(:meth:`archive.sink.DeltaSink.flush`). At most ``threads`` batches are out at a time and at most
 one per topic: the loop hands a topic's next batch over (or answers a rebalance, or stops) only
 after it has taken the previous one's :class:`Written` back, so the records held are the
 batches being written and the buffers being filled (at most about twice ``flush_max_records``
@@ -67,14 +67,16 @@ def write(batch: Batch, table: TableCodec, sink: DeltaSink) -> Written:
 
 
 class BatchWriter:
-    """Writer threads and the batches they hold: at most ``slots`` at a time, one per topic
+    """Writer threads and the batches they hold: at most ``threads`` at a time, one per topic
     (so a partition's commits land in offset order and a sink is used by one thread)."""
 
     def __init__(
-        self, tables: dict[str, TableCodec], sinks: dict[str, DeltaSink], slots: int = 1
+        self, tables: dict[str, TableCodec], sinks: dict[str, DeltaSink], threads: int = 1
     ) -> None:
-        self._tables, self._sinks, self._slots = tables, sinks, slots
-        self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="archive-writer")
+        self._tables, self._sinks, self._slots = tables, sinks, threads
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, threads), thread_name_prefix="archive-writer"
+        )  # started on the first submit only
         self._out: dict[str, Future[Written]] = {}
 
     def holds(self, topic: str) -> bool:

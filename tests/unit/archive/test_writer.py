@@ -11,12 +11,13 @@ import threading
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from confluent_kafka import Message, TopicPartition
 from deltalake import DeltaTable
 
 from archive.decode import Consumed
 from archive.schema import COMMANDS
-from archive.service import WRITER_SLOTS, Archiver
+from archive.service import Archiver
 from archive.settings import ArchiveSettings
 from archive.sink import DeltaSink, app_id
 from archive.writer import WAIT_ALL
@@ -58,13 +59,16 @@ def messages(consumed: list[Consumed], topic: str = "") -> list[Message]:
     ]
 
 
-def archiver(root: Path, flush_max_records: int) -> tuple[Archiver, StandInConsumer]:
+def archiver(
+    root: Path, flush_max_records: int, writer_threads: int = 1
+) -> tuple[Archiver, StandInConsumer]:
     settings = ArchiveSettings(
         root=str(root),
         topic_prefix=TOPICS.prefix,
         bootstrap_servers="127.0.0.1:9",  # never reached: the consumer is replaced
         flush_max_records=flush_max_records,
         flush_interval_ms=60_000,
+        writer_threads=writer_threads,
     )
     member = Archiver(settings, stop=threading.Event())
     member._consumer.close()
@@ -99,8 +103,11 @@ def test_a_batch_that_lost_its_race_drops_what_was_buffered_after_it(tmp_path: P
     assert table.transaction_version(app_id(TOPICS.commands, 0)) == 8
 
 
-def test_batches_of_two_topics_are_out_together_and_commit_in_order(tmp_path: Path) -> None:
-    member, consumer = archiver(tmp_path, flush_max_records=10)
+@pytest.mark.parametrize("writer_threads", [0, 1, 2])
+def test_batches_of_two_topics_commit_in_order_while_the_loop_consumes(
+    tmp_path: Path, writer_threads: int
+) -> None:
+    member, consumer = archiver(tmp_path, flush_max_records=10, writer_threads=writer_threads)
     topics = (TOPICS.commands, TOPICS.results)  # results: archived as undecodable, still once
     assigned = [TopicPartition(t, p) for t in topics for p in (0, 1)]
     member._on_assign(consumer, assigned)  # type: ignore[arg-type]
@@ -115,7 +122,7 @@ def test_batches_of_two_topics_are_out_together_and_commit_in_order(tmp_path: Pa
         most_out = max(most_out, len(member._writer._out))
     member.flush_all("stop")
     member._writer.close()
-    assert most_out <= WRITER_SLOTS
+    assert most_out == writer_threads  # 0: written on the loop's thread
     for topic, name in zip(topics, ("commands", "results"), strict=True):
         path = tmp_path / name
         assert offsets_in(path) == [(p, n) for p in (0, 1) for n in range(100)]
