@@ -223,10 +223,12 @@ class Archiver:
     def _flush_due(self, now: float) -> bool:
         """Hand over the tables whose buffers are due; True when one due by age had to wait.
 
-        A table whose last batch is still out, or that finds every writer slot taken, waits:
-        when due by age, for a later turn of the loop (the consumer goes on); when due by size,
-        for its batch or a free slot, so no buffer outgrows the batch size by more than one
-        ``consume()``."""
+        A table whose last batch is still out waits for it: when due by age, for a later turn
+        of the loop (the consumer goes on), when due by size, here. A table that finds every
+        writer busy with other tables' batches is committed on this thread when due by age
+        (little traffic: the commits of several tables due at once overlap instead of queueing,
+        which bounds the delay until visible), and waits for a free writer when due by size, so
+        no buffer outgrows the batch size by more than one ``consume()``."""
         deferred = False
         for topic, buffer in self._buffers.items():
             if buffer.count >= self._settings.flush_max_records:
@@ -238,11 +240,16 @@ class Archiver:
             if not self._settings.writer_threads:  # on this thread, as one step
                 self.flush(topic, reason)
                 continue
-            if self._writer.holds(topic) or self._writer.full:
+            if self._writer.holds(topic):
                 if reason == "age":
                     deferred = True
                     continue
-                self._collect(topic if self._writer.holds(topic) else WAIT_ANY)
+                self._collect(topic)
+            elif self._writer.full:
+                if reason == "age":  # low traffic: commit it here, beside the writer's batch
+                    self.flush(topic, reason)
+                    continue
+                self._collect(WAIT_ANY)
             parts = self._buffers[topic].take()  # after _collect: a lost race drops records
             if parts:
                 self._writer.submit(Batch(topic, parts, reason))
@@ -261,8 +268,8 @@ class Archiver:
             self.flush(topic, reason)
 
     def flush(self, topic: str, reason: str) -> None:
-        """Write the topic's buffered records as one commit on this thread (the writer must
-        hold no batch); follow the table where we lost."""
+        """Write the topic's buffered records as one commit on this thread (no batch of the
+        topic may be out); follow the table where we lost."""
         parts = self._buffers[topic].take()
         if parts:
             self._written(

@@ -129,3 +129,22 @@ def test_batches_of_two_topics_commit_in_order_while_the_loop_consumes(
         table = DeltaTable(str(path))
         assert [table.transaction_version(app_id(topic, p)) for p in (0, 1)] == [100, 100]
     assert consumer.seeks == []
+
+
+def test_a_table_due_by_age_is_committed_beside_another_tables_batch(tmp_path: Path) -> None:
+    member, consumer = archiver(tmp_path, flush_max_records=10)
+    assigned = [TopicPartition(t, 0) for t in (TOPICS.commands, TOPICS.results)]
+    member._on_assign(consumer, assigned)  # type: ignore[arg-type]
+    member._take(messages(records(0, range(10)), TOPICS.commands), now=0.0)
+    member._take(messages(records(0, range(3)), TOPICS.results), now=0.0)
+    assert member._flush_due(now=0.0) is False  # commands due by size: to the writer
+    assert member._writer.holds(TOPICS.commands)
+    # results due by age while the writer holds the commands batch: committed right here
+    assert member._flush_due(now=61.0) is False
+    assert offsets_in(tmp_path / "results") == [(0, n) for n in range(3)]
+    assert member._writer.holds(TOPICS.commands)  # not taken back yet
+    member._take(messages(records(0, range(10, 12)), TOPICS.commands), now=61.0)
+    assert member._flush_due(now=200.0) is True  # commands due by age, its batch still out
+    member.flush_all("stop")
+    member._writer.close()
+    assert offsets_in(tmp_path / "commands") == [(0, n) for n in range(12)]
