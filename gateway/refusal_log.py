@@ -82,18 +82,13 @@ class KafkaRefusalLog:
                 "message.timeout.ms": DELIVERY_TIMEOUT_MS,
                 "queue.buffering.max.messages": queue_max_records,
                 "client.id": "prgate-gateway-refusals",
-                # A report only for a record that failed: a report per acknowledged record
-                # would be one Python callback (and GIL hand-over) per refusal.
-                "delivery.report.only.error": True,
             }
         )
         self._producer: Producer | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._queued = 0  # handed to librdkafka
-        self._failed = 0  # reported as not delivered
-        self._recorded = 0  # the highest count of acknowledged records computed so far
+        self.recorded = 0  # acknowledged by the broker
         self.dropped = 0  # queue full, delivery failed, or after close
         self._last_warning = 0.0
 
@@ -106,17 +101,6 @@ class KafkaRefusalLog:
             target=self._poll_forever, name="prgate-refusals-poll", daemon=True
         )
         self._thread.start()
-
-    @property
-    def recorded(self) -> int:
-        """Records the broker acknowledged: queued, less those that failed or are still in
-        librdkafka's queue (counted without a report per record; never decreases)."""
-        producer = self._producer
-        if producer is not None:
-            with self._lock:
-                acknowledged = self._queued - self._failed - len(producer)
-                self._recorded = max(self._recorded, acknowledged)
-        return self._recorded
 
     def _poll_forever(self) -> None:
         while not self._stop.is_set() and self._producer is not None:
@@ -139,8 +123,6 @@ class KafkaRefusalLog:
                 headers=record.headers,
                 on_delivery=self._delivered,
             )
-            with self._lock:
-                self._queued += 1
         except BufferError:
             self._drop("queue_full")
         except KafkaException as exc:  # e.g. MSG_SIZE_TOO_LARGE under a lower message.max.bytes
@@ -150,11 +132,11 @@ class KafkaRefusalLog:
             self._drop("produce_failed")
 
     def _delivered(self, error: KafkaError | None, _message: Message) -> None:
-        if error is None:  # not reported with delivery.report.only.error; kept for clarity
-            return
-        with self._lock:
-            self._failed += 1
-        self._drop(f"delivery_failed:{error.name()}")
+        if error is None:
+            with self._lock:
+                self.recorded += 1
+        else:
+            self._drop(f"delivery_failed:{error.name()}")
 
     def _drop(self, why: str) -> None:
         with self._lock:
