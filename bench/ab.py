@@ -46,6 +46,8 @@ from bench.system import (
 )
 from prgate.v1 import command_service_pb2_grpc as svc_grpc
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
 
 def _gateway(
     system: BenchSystem, name: str, checkout: Path, env: dict[str, str]
@@ -65,6 +67,20 @@ def _gateway(
     system.children[child.name] = child
     wait_serving(target, child)
     return child, target
+
+
+def _threads(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of ``pid`` by thread name (same names summed)."""
+    found: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            head, _, rest = (task / "stat").read_text().rpartition(")")
+        except OSError:
+            continue
+        fields = rest.split()
+        name = head.partition("(")[2]
+        found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICKS
+    return found
 
 
 def _refuses(target: str, pull_request_id: str, timeout: float = 60.0) -> None:
@@ -140,11 +156,15 @@ def main(argv: list[str] | None = None) -> int:
                     warmup_s=1.0,
                     reject_ids=ids,
                 )
+                threads = _threads(pids[name])
                 before, started = cpu_seconds(pids[name]), time.perf_counter()
                 outcome = pools[name].run(step)
                 wall = time.perf_counter() - started
                 cores = (cpu_seconds(pids[name]) - before) / wall
                 rate = outcome.closed_rate
+                after = _threads(pids[name])
+                used = {t: after[t] - threads.get(t, 0.0) for t in after}
+                total = sum(used.values()) or 1.0
                 lat = summarize(outcome.latencies)
                 row = {
                     "round": round_no,
@@ -155,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                     "errors": sum(outcome.errors.values()),
                     "cpu_ms_per_call": round(1000 * cores / rate, 4) if rate else None,
                     "load": os.getloadavg()[0],
+                    "thread_shares": {
+                        t: round(v / total, 3) for t, v in sorted(used.items()) if v / total >= 0.01
+                    },
                 }
                 print(json.dumps(row), flush=True)
                 if round_no >= 0:
