@@ -24,7 +24,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import grpc
@@ -290,23 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     return _run(settings, kafka, reuse_port=False)
 
 
-def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop factory of ``event_loop``: None for asyncio's default, uvloop's
-    ``new_event_loop`` for ``uvloop`` (grpc.aio runs on any asyncio loop)."""
-    if name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop
-    return None
-
-
 def _run(settings: GatewaySettings, kafka: KafkaSettings, *, reuse_port: bool) -> int:
     try:
-        with (
-            contextlib.suppress(KeyboardInterrupt),  # SIGINT before the handler is set
-            asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner,
-        ):
-            runner.run(serve(settings, kafka, reuse_port=reuse_port))
+        with contextlib.suppress(KeyboardInterrupt):  # SIGINT before the handler is set
+            asyncio.run(serve(settings, kafka, reuse_port=reuse_port))
     except StartupError as exc:
         return failed(exc.exit_code, exc)
     except Exception as exc:

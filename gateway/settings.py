@@ -12,8 +12,6 @@ from prgate.state.settings import StateSettings
 # A response carries at most max_message_bytes - RESPONSE_MARGIN_BYTES of pull requests: the
 # margin holds the page token (at most 1 KiB) and the rest of the message.
 RESPONSE_MARGIN_BYTES = 4096
-# The event loops the gateway can run on (``event_loop``).
-EVENT_LOOPS = ("asyncio", "uvloop")
 
 
 @dataclass(frozen=True)
@@ -30,11 +28,6 @@ class GatewaySettings(PolicySettings, StateSettings):
         "PRGATE_GATEWAY_WORKERS",
         "gateway processes sharing the listen port (SO_REUSEPORT), each a complete gateway"
         " on its own core; a metrics address's port is that of worker 0, worker i adds i",
-    )
-    event_loop: str = setting(
-        "asyncio",
-        "PRGATE_GATEWAY_EVENT_LOOP",
-        "the gateway's event loop: asyncio (the standard library's) or uvloop (libuv)",
     )
     default_wait_s: float = setting(
         10.0,
@@ -201,10 +194,6 @@ class GatewaySettings(PolicySettings, StateSettings):
 
     def __post_init__(self) -> None:
         StateSettings.__post_init__(self)
-        if self.event_loop not in EVENT_LOOPS:
-            raise ValueError(
-                f"event_loop must be one of {', '.join(EVENT_LOOPS)}, not {self.event_loop!r}"
-            )
         policy = self.policy()  # validates the rules and limits
         # Every pull request the limits allow must fit one response, or it could be neither
         # listed nor read: refuse the combination at start instead.

@@ -26,7 +26,6 @@ SETTING_NAMES = frozenset(
         "controller_port",
         "default_wait_s",
         "drain_s",
-        "event_loop",
         "events_retention_ms",
         "flush_interval_ms",
         "http_timeout_s",
