@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -186,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         for pool in pools.values():
             pool.close()
         system.close()
+        shutil.rmtree(system.work_dir, ignore_errors=True)  # the broker's data, the logs
     summary = _summary(rows, list(variants))
     print(json.dumps(summary, indent=1))
     if args.json:
