@@ -25,7 +25,7 @@ from processor.reply_topics import METADATA_TIMEOUT_S
 from processor.restore import RestoreError, RestoreStats, restore_partitions
 from processor.settings import ProcessorSettings
 from processor.state_store import MemoryPartition, PartitionState, PartitionStates, StoredPartition
-from processor.watchdog import ConsumerWatchdog
+from processor.watchdog import ConsumerWatchdog, lagging_partitions
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ class GroupMember:
         self._fail = fail
         self._failed = failed
         self.states = PartitionStates()
-        self.watchdog = ConsumerWatchdog()
+        self._offsets: AdminClient | None = None  # the watchdog's (see _lagging)
+        self.watchdog = ConsumerWatchdog(lagging=self._lagging)
         self._consumer: Consumer | None = None
         self._restorer: Consumer | None = None
         self._cluster_id = ""
@@ -138,6 +139,16 @@ class GroupMember:
         if batch:
             self._last_batch = len(batch)
         return batch
+
+    def _lagging(self, consumer: Consumer, timeout_s: float) -> dict[int, tuple[int, int]] | None:
+        """The watchdog's query (:func:`processor.watchdog.lagging_partitions`) on an admin
+        client of its own, replaced after a failed query (its metadata may name a dead leader)."""
+        if self._offsets is None:
+            self._offsets = AdminClient(self._settings.client_config())
+        found = lagging_partitions(consumer, self._offsets, timeout_s)
+        if found is None:
+            self._offsets = None
+        return found
 
     def delivered(self) -> None:
         """The consumer delivered records: it is not wedged."""

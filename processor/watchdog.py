@@ -4,14 +4,14 @@ After a broker restart, librdkafka's consumer has been seen (CI, rarely) to sit 
 ``consume()`` for good: partitions assigned, commands piling up behind them, nothing fetched,
 no error. The loop cannot tell that from a quiet topic by itself, so while ``consume()``
 returns nothing the watchdog asks the brokers (at most every ``check_every_s``, each query
-bounded) whether an assigned partition has records beyond the consumer's position (or its
-committed offset, before the first record). When that stays so, with nothing delivered, for
-``stall_s``, the consumer is declared wedged and replaced by a new one
-(:class:`processor.membership.GroupMember`), which rejoins the group and restores its
-partitions from the compacted topic as on any assignment. No transaction is open at that
-point, so no state or offset is lost; the worst a false alarm costs is a rebalance and a
-restore, and repeated alarms back off (``stall_s`` doubles up to ``MAX_STALL_S`` until records
-flow again).
+bounded, on connections of its own: :func:`lagging_partitions`) whether an assigned partition
+has records beyond the consumer's position (or its committed offset, before the first record).
+When that stays so, with nothing delivered, for ``stall_s``, the consumer is declared wedged
+and replaced by a new one (:class:`processor.membership.GroupMember`), which rejoins the group
+and restores its partitions from the compacted topic as on any assignment. No transaction is
+open at that point, so no state or offset is lost; the worst a false alarm costs is a rebalance
+and a restore, and repeated alarms back off (``stall_s`` doubles up to ``MAX_STALL_S`` until
+records flow again).
 
 A query that fails (Kafka unreachable) proves nothing and restarts the stall clock: an outage
 is not a wedged consumer.
@@ -23,8 +23,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
+from processor.restore import log_ends
 from processor.txn_producer import StuckCallError, bounded_call
 
 log = logging.getLogger(__name__)
@@ -36,12 +38,27 @@ QUERY_TIMEOUT_S = 2.0
 CLOSE_LIMIT_S = 10.0
 
 
-def lagging_partitions(consumer: Consumer, timeout_s: float) -> dict[int, tuple[int, int]] | None:
-    """``{partition: (next offset to read, high watermark)}`` of the assigned partitions that
-    have records to read; ``None`` when the brokers could not tell (each query bounded)."""
+def lagging_partitions(
+    consumer: Consumer, offsets: AdminClient, timeout_s: float
+) -> dict[int, tuple[int, int]] | None:
+    """``{partition: (next offset to read, last stable offset)}`` of the assigned partitions
+    that have records to read; ``None`` when the brokers could not tell (each query bounded by
+    ``timeout_s``).
+
+    The ends come from ``offsets``, an admin client, in one ListOffsets per kind (read_committed
+    ends; log starts only for partitions without a position or committed offset), never from
+    the consumer's own ``get_watermark_offsets(cached=False)``: that request goes to the
+    partition's leader on the consumer's fetch connection, where the broker answers requests
+    in order, so it waited behind the fetch the broker holds for ``fetch.wait.max.ms``
+    (500 ms) once per partition, and the loop, blocked in it, left new commands waiting 0.5-1.5 s
+    after every quiet moment. The committed offsets (before a partition's first record) come
+    from the group coordinator's own connection.
+    """
     assignment: list[TopicPartition] = consumer.assignment()
     if not assignment:
         return {}
+    topic = assignment[0].topic
+    deadline = time.monotonic() + timeout_s
     try:
         positions = consumer.position(assignment)
         unstarted = [tp for tp in positions if tp.offset < 0]
@@ -49,18 +66,22 @@ def lagging_partitions(consumer: Consumer, timeout_s: float) -> dict[int, tuple[
             tp.partition: tp.offset
             for tp in (consumer.committed(unstarted, timeout=timeout_s) if unstarted else [])
         }
-        lagging: dict[int, tuple[int, int]] = {}
-        for tp in positions:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
-            start = tp.offset if tp.offset >= 0 else committed.get(tp.partition, -1)
-            if start < 0:
-                start = low  # auto.offset.reset=earliest
-            if start < high:
-                lagging[tp.partition] = (start, high)
+        starts = {
+            tp.partition: tp.offset if tp.offset >= 0 else committed.get(tp.partition, -1)
+            for tp in positions
+        }
+        ends = log_ends(offsets, topic, sorted(starts), IsolationLevel.READ_COMMITTED, deadline)
+        unknown = sorted(n for n, start in starts.items() if start < 0)
+        if unknown:  # auto.offset.reset=earliest: reading starts at the log start
+            starts.update(
+                log_ends(
+                    offsets, topic, unknown, IsolationLevel.READ_COMMITTED, deadline, start=True
+                )
+            )
     except (KafkaException, RuntimeError, TypeError) as exc:
         log.debug("watermark_query_failed", extra={"error": exc})
         return None
-    return lagging
+    return {n: (start, ends[n]) for n, start in starts.items() if start < ends[n]}
 
 
 class ConsumerWatchdog:
@@ -73,9 +94,7 @@ class ConsumerWatchdog:
         check_every_s: float = CHECK_EVERY_S,
         query_timeout_s: float = QUERY_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
-        lagging: Callable[[Consumer, float], dict[int, tuple[int, int]] | None] = (
-            lagging_partitions
-        ),
+        lagging: Callable[[Consumer, float], dict[int, tuple[int, int]] | None],
     ) -> None:
         self._base_stall_s = stall_s
         self._stall_s = stall_s

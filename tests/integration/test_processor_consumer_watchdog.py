@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
 from integration.processor_commands import open_pr, retitle, send_all
 from integration.processor_helpers import events_of, processor_settings, tail, wait_results
 from integration.processor_runners import ThreadedProcessor
@@ -13,14 +14,14 @@ from integration.processor_runners import ThreadedProcessor
 from prgate.kafka.contract import Topics
 from prgate.kafka.settings import KafkaSettings
 from prgate.v1.outcome_pb2 import COMMAND_STATE_SUCCEEDED
-from processor.watchdog import ConsumerWatchdog
+from processor.watchdog import ConsumerWatchdog, lagging_partitions
 
 
 class AlarmOnce(ConsumerWatchdog):
     """Declares the consumer wedged once, when armed."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(lagging=lambda consumer, timeout_s: {})
         self.armed = False
         self.fired = False
 
@@ -56,3 +57,35 @@ def test_a_replaced_consumer_resumes_with_restored_state(
     assert second.state == COMMAND_STATE_SUCCEEDED and second.version == 2, second
     with tail(kafka_settings, ensured_topics.events) as t:
         assert [e.version for e in events_of(t.drain())] == [1, 2]
+
+
+def test_lagging_partitions_asks_the_broker_on_an_admin_connection(
+    kafka_settings: KafkaSettings, ensured_topics: Topics
+) -> None:
+    """The watchdog's query against the broker: commands the group consumer has not read show
+    as lagging (from the log start, before any position or committed offset); once read, none.
+    (Its answers come from an admin client: the consumer's own watermark query waited behind
+    the fetch the broker holds, blocking the loop for up to 0.5 s per partition.)"""
+    settings = processor_settings(kafka_settings)
+    consumer = Consumer(settings.consumer_config("watchdog-query"))
+    consumer.subscribe([ensured_topics.commands])
+    admin = AdminClient(kafka_settings.client_config())
+    try:
+        deadline = time.monotonic() + 30
+        while not consumer.assignment():
+            assert time.monotonic() < deadline, "no assignment"
+            consumer.poll(0.1)
+        assert lagging_partitions(consumer, admin, 5.0) == {}
+        commands = [open_pr("pr-q1"), open_pr("pr-q2"), open_pr("pr-q3")]
+        send_all(kafka_settings, commands)
+        lagging = lagging_partitions(consumer, admin, 5.0)
+        assert lagging, lagging
+        assert all(start == 0 for start, _end in lagging.values()), lagging
+        assert sum(end for _start, end in lagging.values()) == len(commands), lagging
+        read = 0
+        while read < len(commands):
+            assert time.monotonic() < deadline, f"read {read} of {len(commands)}"
+            read += len([m for m in consumer.consume(10, 0.5) if m.error() is None])
+        assert lagging_partitions(consumer, admin, 5.0) == {}
+    finally:
+        consumer.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+from types import SimpleNamespace
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
 
 from processor.watchdog import ConsumerWatchdog, lagging_partitions
 
@@ -61,11 +63,9 @@ def test_a_caught_up_consumer_an_outage_or_delivered_records_raise_no_alarm() ->
 
 
 class FakeConsumer:
-    def __init__(self, positions: dict[int, int], committed: dict[int, int], high: int) -> None:
+    def __init__(self, positions: dict[int, int], committed: dict[int, int]) -> None:
         self._positions = positions
         self._committed = committed
-        self._high = high
-        self.fail = False
 
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition("c", p) for p in self._positions]
@@ -76,17 +76,47 @@ class FakeConsumer:
     def committed(self, tps: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         return [TopicPartition("c", tp.partition, self._committed[tp.partition]) for tp in tps]
 
-    def get_watermark_offsets(
-        self, tp: TopicPartition, timeout: float, cached: bool
-    ) -> tuple[int, int]:
-        assert not cached  # librdkafka's cached values are what a wedged fetcher stopped updating
-        if self.fail:
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
-        return 0, self._high
+    def get_watermark_offsets(self, *args: Any, **kwargs: Any) -> tuple[int, int]:
+        # On the consumer's fetch connection, behind the fetch the broker holds: never asked.
+        raise AssertionError("the watchdog must not query through the consumer")
 
 
-def test_lagging_partitions_compares_position_or_committed_offset_with_the_high_watermark() -> None:
-    consumer = FakeConsumer({0: 10, 1: -1001, 2: -1001}, {1: 7, 2: -1001}, high=10)
-    assert lagging_partitions(consumer, 1.0) == {1: (7, 10), 2: (0, 10)}  # type: ignore[arg-type]
-    consumer.fail = True
-    assert lagging_partitions(consumer, 1.0) is None  # type: ignore[arg-type]
+class FakeAdmin:
+    """ListOffsets answers: log start ``low``, read_committed end ``high`` per partition."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
+        self.fail = False
+        self.asked: list[tuple[list[int], str, Any]] = []
+
+    def list_offsets(
+        self, request: dict[TopicPartition, Any], isolation_level: Any, request_timeout: float
+    ) -> dict[TopicPartition, Future[Any]]:
+        kinds = {str(spec) for spec in request.values()}
+        assert len(kinds) == 1, kinds
+        kind = "earliest" if "EARLIEST" in kinds.pop().upper() else "latest"
+        self.asked.append((sorted(tp.partition for tp in request), kind, isolation_level))
+        answers: dict[TopicPartition, Future[Any]] = {}
+        for tp in request:
+            future: Future[Any] = Future()
+            if self.fail:
+                future.set_exception(KafkaException(KafkaError(KafkaError._TIMED_OUT)))
+            else:
+                offset = self.low if kind == "earliest" else self.high
+                future.set_result(SimpleNamespace(offset=offset))
+            answers[tp] = future
+        return answers
+
+
+def test_lagging_partitions_compares_position_or_committed_offset_with_the_stable_end() -> None:
+    consumer = FakeConsumer({0: 10, 1: -1001, 2: -1001}, {1: 7, 2: -1001})
+    admin = FakeAdmin(low=2, high=10)
+    assert lagging_partitions(consumer, admin, 1.0) == {1: (7, 10), 2: (2, 10)}  # type: ignore[arg-type]
+    # One ListOffsets of the read_committed ends, one of the log starts for the partition
+    # with neither a position nor a committed offset.
+    assert admin.asked == [
+        ([0, 1, 2], "latest", IsolationLevel.READ_COMMITTED),
+        ([2], "earliest", IsolationLevel.READ_COMMITTED),
+    ]
+    admin.fail = True
+    assert lagging_partitions(consumer, admin, 1.0) is None  # type: ignore[arg-type]
