@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 Fold = Callable[[Iterable[EventEnvelope], PullRequest | None], PullRequest | None]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Record:
     """A decoded record of the pull-requests topic (decoded on the consumer thread)."""
 
@@ -114,7 +114,7 @@ class ReadModel:
             decode=_decode,
             apply=self._apply_records,
             start_offsets=self._start_offsets,
-            on_caught_up=self._caught_up_event.set,
+            on_caught_up=self._on_caught_up,
             extra=extra,
         )
 
@@ -265,10 +265,28 @@ class ReadModel:
                 checkpoints = {}
                 break
         self._store = stored
+        if not checkpoints and stored.store.count() == 0 and not stored.cold_loading:
+            # An empty store filled from the beginning: the cold-load path (see begin_cold_load).
+            expected = 0
+            for tp in partitions:
+                low, high = consumer.get_watermark_offsets(tp, timeout=5.0)
+                expected += max(0, high - low)
+            stored.begin_cold_load(expected)
+            log.info("read_model_store_cold_load", extra={"records": expected})
         return [
             TopicPartition(tp.topic, tp.partition, checkpoints.get(tp.partition, OFFSET_BEGINNING))
             for tp in partitions
         ]
+
+    def _on_caught_up(self) -> None:
+        if self._stored is not None:
+            self._stored.end_cold_load()
+        self._caught_up_event.set()
+
+    def compacting(self) -> bool:
+        """True while the store's RocksDB still compacts what a cold load wrote (False without
+        a store)."""
+        return self._stored is not None and self._stored.store.compacting()
 
     # --- applying records (event loop) ------------------------------------------------------
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 
 from prgate.domain import canonical_repository
 from prgate.state import Entry, SnapshotStore
+from prgate.state.bulk import SeenKeys
 from prgate.state.cache import DecodedCache
 from prgate.v1.pull_request_pb2 import PullRequest
 
@@ -127,6 +128,29 @@ class StoredPullRequests:
         self._folded: dict[str, PullRequest] = {}
         # Versions of stored entities looked up for the batch being applied (prefetch).
         self._versions: dict[str, int | None] = {}
+        # During a cold load (begin_cold_load): the keys written so far.
+        self._seen: SeenKeys | None = None
+
+    def begin_cold_load(self, expected: int) -> None:
+        """The store is empty and about to be filled from the beginning of the topic
+        (``expected`` records, for sizing): from here to :meth:`end_cold_load`, ids this load
+        has not written are not looked up (:class:`prgate.state.bulk.SeenKeys`), and
+        compactions wait for the end (:meth:`SnapshotStore.begin_bulk_load`). ValueError when
+        the store is not empty."""
+        if self.store.count() or self.store.checkpoints():
+            raise ValueError(f"state store {self.store.path} is not empty: no cold load")
+        self._seen = SeenKeys(expected)
+        self.store.begin_bulk_load()
+
+    @property
+    def cold_loading(self) -> bool:
+        return self._seen is not None
+
+    def end_cold_load(self) -> None:
+        """Caught up: look ids up again and let RocksDB compact (in the background)."""
+        if self._seen is not None:
+            self._seen = None
+            self.store.end_bulk_load()
 
     def __len__(self) -> int:
         return self.store.count() + sum(1 for k in self._folded if self._stored(k) is None)
@@ -161,6 +185,12 @@ class StoredPullRequests:
             for key in pull_request_ids
             if key not in self._pending and key not in self._folded and not self._cache.has(key)
         ]
+        if wanted and self._seen is not None:
+            # A cold load: only ids it wrote before can be in the store.
+            absent = self._seen.unseen(wanted)
+            if absent:
+                self._versions.update(dict.fromkeys(absent, None))
+                wanted = [key for key in wanted if key not in self._versions]
         if wanted:
             found = self.store.versions(wanted)
             for key in wanted:
@@ -206,6 +236,9 @@ class StoredPullRequests:
             self._cache.refresh(key, entity)
         self._pending.clear()
         self._versions.clear()
+        if self._seen is not None and changes:
+            # A cold load: ids it has not written before are not read by the write.
+            self.store.known_absent(self._seen.add(changes))
         if changes or checkpoints:
             # Unlogged: a gateway that crashes replays from its last flushed checkpoint (at
             # most the memtables' worth, PRGATE_STATE_WRITE_BUFFER_MB) instead of paying for
