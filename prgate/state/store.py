@@ -41,6 +41,7 @@ import shutil
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import cast
 
@@ -118,6 +119,13 @@ class Entry:
 
 def _u32(value: int) -> bytes:
     return struct.pack(">I", value)
+
+
+# The status numbers of today's PullRequestStatus, packed once.
+_STATUS = {number: _u32(number) for number in range(8)}
+_first = itemgetter(0)
+# One snapshot to write (see SnapshotStore.write_rows).
+Row = tuple[bytes, bytes | None, bytes, int, int]
 
 
 def _u64(value: int) -> bytes:
@@ -247,33 +255,90 @@ class SnapshotStore:
         :meth:`write_raw` does (a crash then loses the writes not flushed yet, never part of
         one).
         """
+        rows: list[Row] = []
+        for pull_request_id, entry in changes.items():
+            key = pull_request_id.encode()
+            if entry is None:
+                rows.append((key, None, b"", 0, 0))
+            else:
+                rows.append(
+                    (key, entry.value, entry.repository.encode(), entry.status, entry.version)
+                )
+        self.write_rows(rows, checkpoints, logged=logged, source_offsets=source_offsets)
+
+    def write_rows(
+        self,
+        rows: list[Row],
+        checkpoints: Mapping[int, int],
+        *,
+        logged: bool = True,
+        source_offsets: Mapping[int, int] | None = None,
+    ) -> None:
+        """As :meth:`write`, from rows ``(id as UTF-8, snapshot bytes or None to delete,
+        canonical repository as UTF-8, status, version)``, each id once; the last three are
+        used by indexed stores only. Written in key order: RocksDB's memtable inserts keys that
+        follow the previous one for a fraction of the cost of scattered ones."""
         db = self._rdict
-        batch = WriteBatch(raw_mode=True)
-        keys = [pull_request_id.encode() for pull_request_id in changes]
         # One multi-get for the whole batch (bloom filters answer most of a cold restore's),
-        # of the records versions() did not just read.
+        # of the records versions() did not just read (or known_absent() said are absent).
         known, self._known = self._known, {}
         prefix = _KEYS if self.indexed else _DATA
-        unknown = [prefix + k for k in keys if prefix + k not in known]
+        unknown = [row[0] for row in rows if row[0] not in known]
         if unknown:
-            known.update(zip(unknown, _multi_get(db, unknown), strict=True))
-        olds = [known[prefix + k] for k in keys]
+            olds = _multi_get(db, [prefix + key for key in unknown])
+            known.update(zip(unknown, olds, strict=True))
+        deletes: list[bytes] = []
+        data_keys: list[bytes] = []
+        data_values: list[bytes] = []
+        key_records: list[bytes] = []
+        # Index entries by what precedes the id in their keys, to write each group in order.
+        by_repository: dict[bytes, list[bytes]] = {}
+        by_status: dict[bytes, list[bytes]] = {}
+        by_both: dict[bytes, list[bytes]] = {}
         delta = 0
-        for key, entry, old in zip(keys, changes.values(), olds, strict=True):
-            delta += (entry is not None) - (old is not None)
-            if self.indexed and old is not None:
-                repository, _, rest = bytes(old).partition(_SEP)
-                self._index(batch, key, repository, rest[:4], delete=True)
-            if entry is None:
-                batch.delete(_DATA + key)
-                if self.indexed:
-                    batch.delete(_KEYS + key)
+        indexed = self.indexed
+        rows.sort(key=_first)
+        for key, value, repository, status_number, version in rows:
+            old = known[key]
+            delta += (value is not None) - (old is not None)
+            if indexed and old is not None:
+                old_repository, _, rest = bytes(old).partition(_SEP)
+                deletes += _index_keys(key, old_repository, rest[:4])
+            if value is None:
+                deletes.append(_DATA + key)
+                if indexed:
+                    deletes.append(_KEYS + key)
                 continue
-            batch.put(_DATA + key, entry.value)
-            if self.indexed:
-                repository, status = entry.repository.encode(), _u32(entry.status)
-                batch.put(_KEYS + key, repository + _SEP + status + _u64(entry.version))
-                self._index(batch, key, repository, status, delete=False)
+            data_keys.append(key)
+            data_values.append(value)
+            if indexed:
+                status = _STATUS.get(status_number) or _u32(status_number)
+                key_records.append(repository + _SEP + status + _u64(version))
+                _group(by_repository, repository + _SEP, key)
+                _group(by_status, status, key)
+                _group(by_both, repository + _SEP + status, key)
+        # Deletes first (an index entry deleted and put again in one batch stays), then every
+        # group in key order: RocksDB's memtable inserts a key that follows the previous one
+        # for a fraction of the cost of a scattered one (sorting the ids is cheap, sorting all
+        # five keys per snapshot in Python was not).
+        batch = WriteBatch(raw_mode=True)
+        put = batch.put
+        for key in deletes:
+            batch.delete(key)
+        for key, value in zip(data_keys, data_values, strict=True):
+            put(_DATA + key, value)
+        if indexed:
+            for key, value in zip(data_keys, key_records, strict=True):
+                put(_KEYS + key, value)
+            for group_prefix, groups in (
+                (_BY_REPOSITORY, by_repository),
+                (_BY_STATUS, by_status),
+                (_BY_BOTH, by_both),
+            ):
+                for head in sorted(groups):
+                    start = group_prefix + head
+                    for key in groups[head]:
+                        put(start + key, b"")
         for partition, offset in (source_offsets or {}).items():
             batch.put(_SOURCE + _u32(partition), struct.pack(">q", offset))
         if not logged:
@@ -344,8 +409,7 @@ class SnapshotStore:
         """Tell the next :meth:`write` that the store holds none of ``pull_request_ids`` (a
         cold load knows it from :class:`prgate.state.bulk.SeenKeys`): it reads nothing for
         them. Wrong information corrupts the count and leaves stale index entries."""
-        prefix = _KEYS if self.indexed else _DATA
-        self._known.update(dict.fromkeys((prefix + k.encode() for k in pull_request_ids), None))
+        self._known.update(dict.fromkeys((key.encode() for key in pull_request_ids), None))
 
     def begin_bulk_load(self) -> None:
         """Before loading an empty store from the topic: no automatic compactions (each would
@@ -391,30 +455,15 @@ class SnapshotStore:
         the small key records, nothing decoded). ValueError on a store without indexes."""
         if not self.indexed:
             raise ValueError("versions need an indexed store")
-        keys = [_KEYS + pull_request_id.encode() for pull_request_id in pull_request_ids]
-        olds = _multi_get(self._rdict, keys)
+        ids = [pull_request_id.encode() for pull_request_id in pull_request_ids]
+        olds = _multi_get(self._rdict, [_KEYS + key for key in ids])
         # The next write() needs the same records (the index entries to replace).
-        self._known.update(zip(keys, olds, strict=True))
+        self._known.update(zip(ids, olds, strict=True))
         found: dict[str, int] = {}
         for pull_request_id, old in zip(pull_request_ids, olds, strict=True):
             if old is not None:
                 found[pull_request_id] = int.from_bytes(bytes(old)[-8:], "big")
         return found
-
-    @staticmethod
-    def _index(
-        batch: WriteBatch, key: bytes, repository: bytes, status: bytes, *, delete: bool
-    ) -> None:
-        keys = (
-            _BY_REPOSITORY + repository + _SEP + key,
-            _BY_STATUS + status + key,
-            _BY_BOTH + repository + _SEP + status + key,
-        )
-        for index_key in keys:
-            if delete:
-                batch.delete(index_key)
-            else:
-                batch.put(index_key, b"")
 
     def scan(self, *, repository: str = "", status: int = 0, after: str = "") -> Iterator[bytes]:
         """Snapshot bytes in id order, of ``repository`` (canonical form, "" = any) and
@@ -473,6 +522,23 @@ class SnapshotStore:
             self.flush()
             self._db.close()
             self._db = None
+
+
+def _index_keys(key: bytes, repository: bytes, status: bytes) -> tuple[bytes, bytes, bytes]:
+    """The three index entries of ``key``."""
+    return (
+        _BY_REPOSITORY + repository + _SEP + key,
+        _BY_STATUS + status + key,
+        _BY_BOTH + repository + _SEP + status + key,
+    )
+
+
+def _group(groups: dict[bytes, list[bytes]], head: bytes, key: bytes) -> None:
+    found = groups.get(head)
+    if found is None:
+        groups[head] = [key]
+    else:
+        found.append(key)
 
 
 def _multi_get(db: Rdict, keys: list[bytes]) -> list[bytes | None]:
