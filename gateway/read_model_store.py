@@ -137,6 +137,9 @@ class StoredPullRequests:
         # the snapshots load() buffered.
         self._seen: SeenKeys | None = None
         self._checkpoints: dict[int, int] = {}
+        # Ids load() buffered that the load had not written before (SeenKeys.add_unseen).
+        self._fresh: set[str] = set()
+        self._unmarked = False  # put() buffered ids during a cold load, not in SeenKeys yet
 
     def begin_cold_load(self, expected: int) -> None:
         """The store is empty and about to be filled from the beginning of the topic
@@ -214,6 +217,8 @@ class StoredPullRequests:
         key = entity.pull_request_id
         self._folded.pop(key, None)
         self._pending[key] = (entity, raw)
+        if self._seen is not None:
+            self._unmarked = True
 
     def put_folded(self, entity: PullRequest) -> None:
         """An entity folded from a result: served from memory until its snapshot arrives."""
@@ -240,11 +245,16 @@ class StoredPullRequests:
         if seen is None or self._folded:
             raise RuntimeError("load() is for a cold load with nothing folded")
         pending = self._pending
-        # The stored versions of the ids this load may have written before (one multi-get).
-        maybe = [
-            key for key in seen.seen(e.pull_request_id for e, _ in snapshots) if key not in pending
-        ]
-        stored = self.store.versions(maybe) if maybe else {}
+        ids = [snapshot[0].pull_request_id for snapshot in snapshots]
+        # Ids new to this load are not in the store: the next write reads nothing for them.
+        # The others may be (written by an earlier write, or buffered): one multi-get for the
+        # stored versions of those not buffered.
+        fresh = seen.add_unseen(ids, self._fresh)
+        if fresh < len(ids):
+            maybe = [key for key in set(ids).difference(self._fresh) if key not in pending]
+            stored = self.store.versions(maybe) if maybe else {}
+        else:
+            stored = {}
         applied = stale = 0
         for snapshot in snapshots:
             entity = snapshot[0]
@@ -291,7 +301,12 @@ class StoredPullRequests:
             refresh(key, entity)
         if self._seen is not None and rows:
             # A cold load: ids it has not written before are not read by the write.
-            self.store.known_absent(self._seen.add(self._pending))
+            if self._fresh:
+                self.store.known_absent(self._fresh)
+                self._fresh = set()
+            if self._unmarked:  # put() buffered some: mark them
+                self.store.known_absent(self._seen.add(self._pending))
+                self._unmarked = False
         self._pending.clear()
         self._versions.clear()
         if rows or checkpoints:

@@ -64,6 +64,24 @@ class SeenKeys:
                 found.append(key)
         return found
 
+    def add_unseen(self, keys: Iterable[str], into: set[str]) -> int:
+        """Add ``keys``; puts those certainly not added before (by an earlier call, or earlier
+        in ``keys``) into ``into`` and returns how many those were."""
+        bits, mask = self._bits, self._mask
+        count = 0
+        for key in keys:
+            h = hash(key)
+            a = h & mask
+            b = (h >> 32) & mask
+            byte_a, bit_a = a >> 3, 1 << (a & 7)
+            byte_b, bit_b = b >> 3, 1 << (b & 7)
+            if not (bits[byte_a] & bit_a and bits[byte_b] & bit_b):
+                into.add(key)
+                count += 1
+                bits[byte_a] |= bit_a
+                bits[byte_b] |= bit_b
+        return count
+
     def add(self, keys: Iterable[str]) -> list[str]:
         """Add ``keys``; returns those certainly not added before (by an earlier call, or
         earlier in ``keys``)."""

@@ -19,9 +19,9 @@ Key layout (one RocksDB key space, raw bytes, sorted):
     d<pull request id>                  serialized PullRequest (the value Kafka carries)
     k<pull request id>                  <repository>\\0<status, 4 bytes><version, 8 bytes>
                                         (indexed stores)
-    r<repository>\\0<pull request id>    b""   ListPullRequests by repository
     s<status, 4 bytes><pull request id>  b""   ListPullRequests by status
-    x<repository>\\0<status><id>         b""   by both
+    x<repository>\\0<status><id>         b""   by both, and by repository (one run per
+                                        status, merged by id)
     c<partition, 4 bytes>               checkpoint, 8 bytes big-endian
     o<partition, 4 bytes>               source offset (processor: the commands offset the
                                         state's last transaction committed), 8 bytes
@@ -35,6 +35,7 @@ loop).
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import shutil
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 
 _DATA = b"d"
 _KEYS = b"k"
-_BY_REPOSITORY = b"r"
 _BY_STATUS = b"s"
 _BY_BOTH = b"x"
 _CHECKPOINT = b"c"
@@ -61,7 +61,7 @@ _SOURCE = b"o"
 _IDENTITY = b"midentity"
 _COUNT = b"mcount"
 _SEP = b"\x00"
-FORMAT = 2  # of the keys and values below; stored in the identity record
+FORMAT = 3  # of the keys and values below; stored in the identity record
 # RocksDB's defaults of level0_slowdown_writes_trigger and level0_stop_writes_trigger, and the
 # limit both are raised to during a bulk load (1M pull requests leave ~140 level-0 files).
 _L0_SLOWDOWN = 20
@@ -292,7 +292,6 @@ class SnapshotStore:
         data_values: list[bytes] = []
         key_records: list[bytes] = []
         # Index entries by what precedes the id in their keys, to write each group in order.
-        by_repository: dict[bytes, list[bytes]] = {}
         by_status: dict[bytes, list[bytes]] = {}
         by_both: dict[bytes, list[bytes]] = {}
         delta = 0
@@ -314,7 +313,6 @@ class SnapshotStore:
             if indexed:
                 status = _STATUS.get(status_number) or _u32(status_number)
                 key_records.append(repository + _SEP + status + _u64(version))
-                _group(by_repository, repository + _SEP, key)
                 _group(by_status, status, key)
                 _group(by_both, repository + _SEP + status, key)
         # Deletes first (an index entry deleted and put again in one batch stays), then every
@@ -331,7 +329,6 @@ class SnapshotStore:
             for key, value in zip(data_keys, key_records, strict=True):
                 put(_KEYS + key, value)
             for group_prefix, groups in (
-                (_BY_REPOSITORY, by_repository),
                 (_BY_STATUS, by_status),
                 (_BY_BOTH, by_both),
             ):
@@ -471,17 +468,26 @@ class SnapshotStore:
         (ValueError otherwise). Do not write while iterating."""
         if (repository or status) and not self.indexed:
             raise ValueError("filtering needs an indexed store")
+        db = self._rdict
+        start = after.encode() + (_SEP if after else b"")
+        if repository and not status:
+            # By repository: the by-both index, one run per status the repository has, merged
+            # by id (an id has one status, so each comes once).
+            head = _BY_BOTH + repository.encode() + _SEP
+            runs = [_ids(db, head + status_key, start) for status_key in _statuses(db, head)]
+            for pull_request_id in heapq.merge(*runs):
+                value = db.get(_DATA + pull_request_id)
+                if value is not None:
+                    yield value
+            return
         if repository and status:
             prefix = _BY_BOTH + repository.encode() + _SEP + _u32(status)
-        elif repository:
-            prefix = _BY_REPOSITORY + repository.encode() + _SEP
         elif status:
             prefix = _BY_STATUS + _u32(status)
         else:
             prefix = _DATA
-        db = self._rdict
         iterator = db.iter()
-        iterator.seek(prefix + after.encode() + (_SEP if after else b""))
+        iterator.seek(prefix + start)
         while iterator.valid():
             key: bytes = iterator.key()
             if not key.startswith(prefix):
@@ -524,13 +530,42 @@ class SnapshotStore:
             self._db = None
 
 
-def _index_keys(key: bytes, repository: bytes, status: bytes) -> tuple[bytes, bytes, bytes]:
-    """The three index entries of ``key``."""
+def _index_keys(key: bytes, repository: bytes, status: bytes) -> tuple[bytes, bytes]:
+    """The two index entries of ``key``."""
     return (
-        _BY_REPOSITORY + repository + _SEP + key,
         _BY_STATUS + status + key,
         _BY_BOTH + repository + _SEP + status + key,
     )
+
+
+def _ids(db: Rdict, prefix: bytes, start: bytes) -> Iterator[bytes]:
+    """The ids of the index entries under ``prefix`` from ``start`` on, in order."""
+    iterator = db.iter()
+    iterator.seek(prefix + start)
+    while iterator.valid():
+        key: bytes = iterator.key()
+        if not key.startswith(prefix):
+            return
+        yield key[len(prefix) :]
+        iterator.next()
+
+
+def _statuses(db: Rdict, head: bytes) -> list[bytes]:
+    """The status keys (4 bytes each) under ``head`` in the by-both index: one seek each."""
+    found: list[bytes] = []
+    iterator = db.iter()
+    iterator.seek(head)
+    while iterator.valid():
+        key: bytes = iterator.key()
+        if not key.startswith(head):
+            break
+        status = key[len(head) : len(head) + 4]
+        found.append(status)
+        following = int.from_bytes(status, "big") + 1
+        if following > 0xFFFFFFFF:
+            break
+        iterator.seek(head + _u32(following))
+    return found
 
 
 def _group(groups: dict[bytes, list[bytes]], head: bytes, key: bytes) -> None:
