@@ -379,9 +379,10 @@ class ReadModel:
 
 def _decode(msg: Message) -> _Record:
     """Runs on the consumer thread."""
-    key, offset, partition = codec.key_text(msg.key()), msg.offset() or 0, msg.partition() or 0
+    raw_key, value = msg.key(), msg.value()
+    key, offset, partition = codec.key_text(raw_key), msg.offset() or 0, msg.partition() or 0
     try:
-        entity = codec.decode_snapshot(msg.key(), msg.value(), msg.headers())
+        entity = codec.decode_snapshot(raw_key, value, msg.headers())
     except codec.Undecodable as exc:
-        return _Record(key, offset, garbage=str(exc), partition=partition)
-    return _Record(key, offset, entity=entity, partition=partition, raw=msg.value())
+        return _Record(key, offset, None, str(exc), partition)
+    return _Record(key, offset, entity, "", partition, value)

@@ -21,10 +21,11 @@ from prgate.v1.pull_request_pb2 import PullRequest
 # Up to this many new ids are inserted one by one when a listing needs the order; more are
 # appended and the whole list re-sorted (timsort merges the two sorted runs in linear time).
 _INSERT_ONE_BY_ONE = 64
-# Snapshots a cold load buffers for one RocksDB write: the larger the batch, the more of its
-# keys follow each other in the memtable, which makes each insert cheaper (prgate bench,
-# restore: 500 -> 5,000 per batch took the memtable's share from ~2 to ~1 us per snapshot).
-COLD_LOAD_BATCH = 5000
+# Snapshots a cold load buffers for one RocksDB write (the tail hands over batches of up to
+# 500). Larger ones cost more than they save: 5,000 entities freed at once and 5 MB write
+# batches made glibc's malloc trim and refill its heap on every write (prgate bench, restore
+# at 200k: 500 -> 110k, 2,000 -> 93k, 5,000 -> 82k pull requests per CPU-second).
+COLD_LOAD_BATCH = 500
 
 
 class PullRequestStore:

@@ -16,9 +16,9 @@ A store that cannot be trusted is wiped and rebuilt from the topic by its caller
 
 Key layout (one RocksDB key space, raw bytes, sorted):
 
-    d<pull request id>                  serialized PullRequest (the value Kafka carries)
-    k<pull request id>                  <repository>\\0<status, 4 bytes><version, 8 bytes>
-                                        (indexed stores)
+    d<pull request id>                  serialized PullRequest (the value Kafka carries);
+                                        in indexed stores after a header: <repository>\\0
+                                        <status, 4 bytes><version, 8 bytes>
     s<status, 4 bytes><pull request id>  b""   ListPullRequests by status
     x<repository>\\0<status><id>         b""   by both, and by repository (one run per
                                         status, merged by id)
@@ -53,7 +53,6 @@ from prgate.state.resources import StoreResources
 log = logging.getLogger(__name__)
 
 _DATA = b"d"
-_KEYS = b"k"
 _BY_STATUS = b"s"
 _BY_BOTH = b"x"
 _CHECKPOINT = b"c"
@@ -236,7 +235,9 @@ class SnapshotStore:
     def get(self, pull_request_id: str) -> bytes | None:
         """The stored snapshot bytes, or None."""
         value: bytes | None = self._rdict.get(_DATA + pull_request_id.encode())
-        return value
+        if value is None or not self.indexed:
+            return value
+        return _snapshot(value)
 
     def write(
         self,
@@ -282,15 +283,13 @@ class SnapshotStore:
         # One multi-get for the whole batch (bloom filters answer most of a cold restore's),
         # of the records versions() did not just read (or known_absent() said are absent).
         known, self._known = self._known, {}
-        prefix = _KEYS if self.indexed else _DATA
         unknown = [row[0] for row in rows if row[0] not in known]
         if unknown:
-            olds = _multi_get(db, [prefix + key for key in unknown])
+            olds = _multi_get(db, [_DATA + key for key in unknown])
             known.update(zip(unknown, olds, strict=True))
         deletes: list[bytes] = []
         data_keys: list[bytes] = []
         data_values: list[bytes] = []
-        key_records: list[bytes] = []
         # Index entries by what precedes the id in their keys, to write each group in order.
         by_status: dict[bytes, list[bytes]] = {}
         by_both: dict[bytes, list[bytes]] = {}
@@ -305,16 +304,15 @@ class SnapshotStore:
                 deletes += _index_keys(key, old_repository, rest[:4])
             if value is None:
                 deletes.append(_DATA + key)
-                if indexed:
-                    deletes.append(_KEYS + key)
                 continue
             data_keys.append(key)
-            data_values.append(value)
             if indexed:
                 status = _STATUS.get(status_number) or _u32(status_number)
-                key_records.append(repository + _SEP + status + _u64(version))
+                data_values.append(repository + _SEP + status + _u64(version) + value)
                 _group(by_status, status, key)
                 _group(by_both, repository + _SEP + status, key)
+            else:
+                data_values.append(value)
         # Deletes first (an index entry deleted and put again in one batch stays), then every
         # group in key order: RocksDB's memtable inserts a key that follows the previous one
         # for a fraction of the cost of a scattered one (sorting the ids is cheap, sorting all
@@ -326,8 +324,6 @@ class SnapshotStore:
         for key, value in zip(data_keys, data_values, strict=True):
             put(_DATA + key, value)
         if indexed:
-            for key, value in zip(data_keys, key_records, strict=True):
-                put(_KEYS + key, value)
             for group_prefix, groups in (
                 (_BY_STATUS, by_status),
                 (_BY_BOTH, by_both),
@@ -449,17 +445,18 @@ class SnapshotStore:
 
     def versions(self, pull_request_ids: list[str]) -> dict[str, int]:
         """The stored version of each of ``pull_request_ids`` the store holds (one multi-get of
-        the small key records, nothing decoded). ValueError on a store without indexes."""
+        the records' headers, nothing decoded). ValueError on a store without indexes."""
         if not self.indexed:
             raise ValueError("versions need an indexed store")
         ids = [pull_request_id.encode() for pull_request_id in pull_request_ids]
-        olds = _multi_get(self._rdict, [_KEYS + key for key in ids])
+        olds = _multi_get(self._rdict, [_DATA + key for key in ids])
         # The next write() needs the same records (the index entries to replace).
         self._known.update(zip(ids, olds, strict=True))
         found: dict[str, int] = {}
         for pull_request_id, old in zip(pull_request_ids, olds, strict=True):
             if old is not None:
-                found[pull_request_id] = int.from_bytes(bytes(old)[-8:], "big")
+                start = old.index(_SEP) + 5
+                found[pull_request_id] = int.from_bytes(old[start : start + 8], "big")
         return found
 
     def scan(self, *, repository: str = "", status: int = 0, after: str = "") -> Iterator[bytes]:
@@ -478,7 +475,7 @@ class SnapshotStore:
             for pull_request_id in heapq.merge(*runs):
                 value = db.get(_DATA + pull_request_id)
                 if value is not None:
-                    yield value
+                    yield _snapshot(value)
             return
         if repository and status:
             prefix = _BY_BOTH + repository.encode() + _SEP + _u32(status)
@@ -493,11 +490,11 @@ class SnapshotStore:
             if not key.startswith(prefix):
                 return
             if prefix == _DATA:
-                yield iterator.value()
+                yield _snapshot(iterator.value()) if self.indexed else iterator.value()
             else:
                 value = db.get(_DATA + key[len(prefix) :])
                 if value is not None:
-                    yield value
+                    yield _snapshot(value)
             iterator.next()
 
     def count(self) -> int:
@@ -536,6 +533,11 @@ def _index_keys(key: bytes, repository: bytes, status: bytes) -> tuple[bytes, by
         _BY_STATUS + status + key,
         _BY_BOTH + repository + _SEP + status + key,
     )
+
+
+def _snapshot(value: bytes) -> bytes:
+    """The snapshot bytes of an indexed store's data record (after its header)."""
+    return value[value.index(_SEP) + 13 :]
 
 
 def _ids(db: Rdict, prefix: bytes, start: bytes) -> Iterator[bytes]:
