@@ -15,7 +15,7 @@ from prgate.domain import canonical_repository
 from prgate.state import SnapshotStore
 from prgate.state.bulk import SeenKeys
 from prgate.state.cache import DecodedCache
-from prgate.state.store import Row
+from prgate.state.layout import Row
 from prgate.v1.pull_request_pb2 import PullRequest
 
 # Up to this many new ids are inserted one by one when a listing needs the order; more are

@@ -13,6 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rocksdict import Rdict
+
+# RocksDB's defaults of level0_slowdown_writes_trigger and level0_stop_writes_trigger, and the
+# limit both are raised to during a bulk load (1M pull requests leave ~140 level-0 files).
+_L0_SLOWDOWN = 20
+_L0_STOP = 36
+_BULK_L0_LIMIT = 1 << 20
 # Bits per expected key. Two bits are set per key, so with 16 bits per key about 1.4 % of the
 # keys never written are reported as maybe seen (and read from the store: still correct).
 _BITS_PER_KEY = 16
@@ -98,3 +105,46 @@ class SeenKeys:
                 bits[byte_a] |= bit_a
                 bits[byte_b] |= bit_b
         return found
+
+
+def begin_bulk_load(db: Rdict) -> None:
+    """Before loading an empty store from the topic: no automatic compactions (each would
+    rewrite what the previous ones wrote: 2-3 times the CPU of one compaction at the end) and
+    no write stalls for the level-0 files that pile up meanwhile. Reads stay correct, slower
+    the more files level 0 holds. Options of the open handle only: a reopened store has the
+    defaults."""
+    db.set_options(
+        {
+            "disable_auto_compactions": "true",
+            "level0_slowdown_writes_trigger": str(_BULK_L0_LIMIT),
+            "level0_stop_writes_trigger": str(_BULK_L0_LIMIT),
+        }
+    )
+
+
+def end_bulk_load(db: Rdict) -> None:
+    """Compactions on again: RocksDB merges the level-0 files in the background (their count
+    falls to a few). The level-0 limits stay raised (writes would stall on that many files)
+    until :func:`restore_l0_limits` finds level 0 under RocksDB's defaults."""
+    db.set_options({"disable_auto_compactions": "false"})
+
+
+def restore_l0_limits(db: Rdict) -> bool:
+    """RocksDB's default level-0 limits again, if level 0 is under them; True if restored."""
+    files = db.property_int_value("rocksdb.num-files-at-level0") or 0
+    if files >= _L0_SLOWDOWN:
+        return False
+    db.set_options(
+        {
+            "level0_slowdown_writes_trigger": str(_L0_SLOWDOWN),
+            "level0_stop_writes_trigger": str(_L0_STOP),
+        }
+    )
+    return True
+
+
+def compacting(db: Rdict) -> bool:
+    """True while RocksDB has compactions running or pending."""
+    pending = db.property_int_value("rocksdb.compaction-pending") or 0
+    running = db.property_int_value("rocksdb.num-running-compactions") or 0
+    return bool(pending or running)

@@ -14,58 +14,42 @@ A store that cannot be trusted is wiped and rebuilt from the topic by its caller
 - its checkpoint lies outside the partition's offsets (ahead of the log end, or before the log
   start): the caller detects that and calls :meth:`SnapshotStore.reset`.
 
-Key layout (one RocksDB key space, raw bytes, sorted):
-
-    d<pull request id>                  serialized PullRequest (the value Kafka carries);
-                                        in indexed stores after a header: <repository>\\0
-                                        <status, 4 bytes><version, 8 bytes>
-    s<status, 4 bytes><pull request id>  b""   ListPullRequests by status
-    x<repository>\\0<status><id>         b""   by both, and by repository (one run per
-                                        status, merged by id)
-    c<partition, 4 bytes>               checkpoint, 8 bytes big-endian
-    o<partition, 4 bytes>               source offset (processor: the commands offset the
-                                        state's last transaction committed), 8 bytes
-    midentity                           JSON of :class:`StoreIdentity`
-
-Repositories in keys are the canonical (case-folded) form; ids and repositories never contain
-NUL (the field rules refuse control characters). Everything here is synchronous and not
+The key layout is :mod:`prgate.state.layout`'s. Everything here is synchronous and not
 thread-safe: each store is used from one thread (the processor's loop, the gateway's event
 loop).
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import shutil
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from operator import itemgetter
 from pathlib import Path
-from typing import cast
 
 from rocksdict import Rdict, WriteBatch, WriteOptions
 
+from prgate.state import bulk
+from prgate.state.layout import (
+    CHECKPOINT,
+    COUNT,
+    DATA,
+    FORMAT,
+    IDENTITY,
+    SEP,
+    SOURCE,
+    Row,
+    build_batch,
+    multi_get,
+    scan_snapshots,
+    snapshot,
+    u32,
+)
 from prgate.state.resources import StoreResources
 
 log = logging.getLogger(__name__)
-
-_DATA = b"d"
-_BY_STATUS = b"s"
-_BY_BOTH = b"x"
-_CHECKPOINT = b"c"
-_SOURCE = b"o"
-_IDENTITY = b"midentity"
-_COUNT = b"mcount"
-_SEP = b"\x00"
-FORMAT = 3  # of the keys and values below; stored in the identity record
-# RocksDB's defaults of level0_slowdown_writes_trigger and level0_stop_writes_trigger, and the
-# limit both are raised to during a bulk load (1M pull requests leave ~140 level-0 files).
-_L0_SLOWDOWN = 20
-_L0_STOP = 36
-_BULK_L0_LIMIT = 1 << 20
 
 
 def _unlogged_writes() -> WriteOptions:
@@ -116,21 +100,6 @@ class Entry:
     version: int = 0
 
 
-def _u32(value: int) -> bytes:
-    return struct.pack(">I", value)
-
-
-# The status numbers of today's PullRequestStatus, packed once.
-_STATUS = {number: _u32(number) for number in range(8)}
-_first = itemgetter(0)
-# One snapshot to write (see SnapshotStore.write_rows).
-Row = tuple[bytes, bytes | None, bytes, int, int]
-
-
-def _u64(value: int) -> bytes:
-    return struct.pack(">Q", value)
-
-
 class SnapshotStore:
     """One RocksDB store at ``path``. Open with :meth:`open`."""
 
@@ -152,9 +121,8 @@ class SnapshotStore:
         self._unlogged = False
         # Key records read by versions() since the last write, for that write.
         self._known: dict[bytes, bytes | None] = {}
-        # Level-0 file count above which writes slow down, restored after a bulk load once
-        # compactions brought level 0 under it again (see end_bulk_load).
-        self._relax_until: int | None = None
+        # After a bulk load: level-0 limits to restore once compactions shrank level 0.
+        self._relax = False
 
     @classmethod
     def open(
@@ -185,7 +153,7 @@ class SnapshotStore:
             _wipe(path)
             db = Rdict(str(path), options)
             reason = "corrupt"
-        stored = db.get(_IDENTITY)
+        stored = db.get(IDENTITY)
         if stored is None:
             reason = reason or "new"
         elif stored != identity.encode():
@@ -202,7 +170,7 @@ class SnapshotStore:
             db = Rdict(str(path), options)
             reason = "foreign"
         if reason:
-            db.put(_IDENTITY, identity.encode())
+            db.put(IDENTITY, identity.encode())
         return cls(path, db, identity, resources, indexed=indexed), reason
 
     @property
@@ -218,7 +186,7 @@ class SnapshotStore:
         committed applied a transaction that never committed."""
         found: dict[int, int] = {}
         for partition in self.identity.partitions:
-            raw = self._rdict.get(_SOURCE + _u32(partition))
+            raw = self._rdict.get(SOURCE + u32(partition))
             if raw is not None:
                 found[partition] = struct.unpack(">q", raw)[0]
         return found
@@ -227,17 +195,17 @@ class SnapshotStore:
         """The next changelog offset not yet reflected, per partition that has one."""
         found: dict[int, int] = {}
         for partition in self.identity.partitions:
-            raw = self._rdict.get(_CHECKPOINT + _u32(partition))
+            raw = self._rdict.get(CHECKPOINT + u32(partition))
             if raw is not None:
                 found[partition] = struct.unpack(">q", raw)[0]
         return found
 
     def get(self, pull_request_id: str) -> bytes | None:
         """The stored snapshot bytes, or None."""
-        value: bytes | None = self._rdict.get(_DATA + pull_request_id.encode())
+        value: bytes | None = self._rdict.get(DATA + pull_request_id.encode())
         if value is None or not self.indexed:
             return value
-        return _snapshot(value)
+        return snapshot(value)
 
     def write(
         self,
@@ -285,55 +253,11 @@ class SnapshotStore:
         known, self._known = self._known, {}
         unknown = [row[0] for row in rows if row[0] not in known]
         if unknown:
-            olds = _multi_get(db, [_DATA + key for key in unknown])
+            olds = multi_get(db, [DATA + key for key in unknown])
             known.update(zip(unknown, olds, strict=True))
-        deletes: list[bytes] = []
-        data_keys: list[bytes] = []
-        data_values: list[bytes] = []
-        # Index entries by what precedes the id in their keys, to write each group in order.
-        by_status: dict[bytes, list[bytes]] = {}
-        by_both: dict[bytes, list[bytes]] = {}
-        delta = 0
-        indexed = self.indexed
-        rows.sort(key=_first)
-        for key, value, repository, status_number, version in rows:
-            old = known[key]
-            delta += (value is not None) - (old is not None)
-            if indexed and old is not None:
-                old_repository, _, rest = bytes(old).partition(_SEP)
-                deletes += _index_keys(key, old_repository, rest[:4])
-            if value is None:
-                deletes.append(_DATA + key)
-                continue
-            data_keys.append(key)
-            if indexed:
-                status = _STATUS.get(status_number) or _u32(status_number)
-                data_values.append(repository + _SEP + status + _u64(version) + value)
-                _group(by_status, status, key)
-                _group(by_both, repository + _SEP + status, key)
-            else:
-                data_values.append(value)
-        # Deletes first (an index entry deleted and put again in one batch stays), then every
-        # group in key order: RocksDB's memtable inserts a key that follows the previous one
-        # for a fraction of the cost of a scattered one (sorting the ids is cheap, sorting all
-        # five keys per snapshot in Python was not).
-        batch = WriteBatch(raw_mode=True)
-        put = batch.put
-        for key in deletes:
-            batch.delete(key)
-        for key, value in zip(data_keys, data_values, strict=True):
-            put(_DATA + key, value)
-        if indexed:
-            for group_prefix, groups in (
-                (_BY_STATUS, by_status),
-                (_BY_BOTH, by_both),
-            ):
-                for head in sorted(groups):
-                    start = group_prefix + head
-                    for key in groups[head]:
-                        put(start + key, b"")
+        batch, delta = build_batch(rows, known, indexed=self.indexed)
         for partition, offset in (source_offsets or {}).items():
-            batch.put(_SOURCE + _u32(partition), struct.pack(">q", offset))
+            batch.put(SOURCE + u32(partition), struct.pack(">q", offset))
         if not logged:
             self._unlogged = True
         self._commit(db, batch, delta, checkpoints, None if logged else _UNLOGGED)
@@ -356,8 +280,8 @@ class SnapshotStore:
         self._known = {}
         db = self._rdict
         batch = WriteBatch(raw_mode=True)
-        keys = [_DATA + key for key in changes]
-        olds = _multi_get(db, keys)
+        keys = [DATA + key for key in changes]
+        olds = multi_get(db, keys)
         delta = 0
         for key, value, old in zip(keys, changes.values(), olds, strict=True):
             if value is None:
@@ -386,17 +310,17 @@ class SnapshotStore:
         if options is None:
             self.flush()  # unlogged writes before a logged one must not be lost without it
         if delta:
-            batch.put(_COUNT, struct.pack(">q", self.count() + delta))
+            batch.put(COUNT, struct.pack(">q", self.count() + delta))
         current = self.checkpoints()
         for partition, offset in checkpoints.items():
             if offset >= current.get(partition, -1):
-                batch.put(_CHECKPOINT + _u32(partition), struct.pack(">q", offset))
+                batch.put(CHECKPOINT + u32(partition), struct.pack(">q", offset))
         if options is None:
             db.write(batch)
         else:
             db.write(batch, options)
-        if self._relax_until is not None:
-            self._restore_l0_limits(db)
+        if self._relax:
+            self._relax = not bulk.restore_l0_limits(db)
 
     def known_absent(self, pull_request_ids: Iterable[str]) -> None:
         """Tell the next :meth:`write` that the store holds none of ``pull_request_ids`` (a
@@ -405,43 +329,19 @@ class SnapshotStore:
         self._known.update(dict.fromkeys((key.encode() for key in pull_request_ids), None))
 
     def begin_bulk_load(self) -> None:
-        """Before loading an empty store from the topic: no automatic compactions (each would
-        rewrite what the previous ones wrote: 2-3 times the CPU of one compaction at the end)
-        and no write stalls for the level-0 files that pile up meanwhile. Reads stay correct,
-        slower the more files level 0 holds. Options of the open handle only: a reopened store
-        has the defaults. End with :meth:`end_bulk_load`."""
-        self._rdict.set_options(
-            {
-                "disable_auto_compactions": "true",
-                "level0_slowdown_writes_trigger": str(_BULK_L0_LIMIT),
-                "level0_stop_writes_trigger": str(_BULK_L0_LIMIT),
-            }
-        )
+        """Before loading an empty store from the topic: see :func:`bulk.begin_bulk_load`.
+        End with :meth:`end_bulk_load`."""
+        bulk.begin_bulk_load(self._rdict)
 
     def end_bulk_load(self) -> None:
-        """Compactions on again: RocksDB merges the level-0 files in the background (their
-        count falls to a few). Writes do not stall meanwhile: the level-0 limits return to
-        RocksDB's defaults at the first write after level 0 shrank under them."""
-        self._rdict.set_options({"disable_auto_compactions": "false"})
-        self._relax_until = _L0_SLOWDOWN
+        """Compactions on again, in the background; the level-0 limits return to RocksDB's
+        defaults at the first write after level 0 shrank under them."""
+        bulk.end_bulk_load(self._rdict)
+        self._relax = True
 
     def compacting(self) -> bool:
         """True while RocksDB has compactions running or pending (after a bulk load)."""
-        db = self._rdict
-        pending = db.property_int_value("rocksdb.compaction-pending") or 0
-        running = db.property_int_value("rocksdb.num-running-compactions") or 0
-        return bool(pending or running)
-
-    def _restore_l0_limits(self, db: Rdict) -> None:
-        files = db.property_int_value("rocksdb.num-files-at-level0") or 0
-        if self._relax_until is not None and files < self._relax_until:
-            db.set_options(
-                {
-                    "level0_slowdown_writes_trigger": str(_L0_SLOWDOWN),
-                    "level0_stop_writes_trigger": str(_L0_STOP),
-                }
-            )
-            self._relax_until = None
+        return bulk.compacting(self._rdict)
 
     def versions(self, pull_request_ids: list[str]) -> dict[str, int]:
         """The stored version of each of ``pull_request_ids`` the store holds (one multi-get of
@@ -449,13 +349,13 @@ class SnapshotStore:
         if not self.indexed:
             raise ValueError("versions need an indexed store")
         ids = [pull_request_id.encode() for pull_request_id in pull_request_ids]
-        olds = _multi_get(self._rdict, [_DATA + key for key in ids])
+        olds = multi_get(self._rdict, [DATA + key for key in ids])
         # The next write() needs the same records (the index entries to replace).
         self._known.update(zip(ids, olds, strict=True))
         found: dict[str, int] = {}
         for pull_request_id, old in zip(pull_request_ids, olds, strict=True):
             if old is not None:
-                start = old.index(_SEP) + 5
+                start = old.index(SEP) + 5
                 found[pull_request_id] = int.from_bytes(old[start : start + 8], "big")
         return found
 
@@ -465,41 +365,13 @@ class SnapshotStore:
         (ValueError otherwise). Do not write while iterating."""
         if (repository or status) and not self.indexed:
             raise ValueError("filtering needs an indexed store")
-        db = self._rdict
-        start = after.encode() + (_SEP if after else b"")
-        if repository and not status:
-            # By repository: the by-both index, one run per status the repository has, merged
-            # by id (an id has one status, so each comes once).
-            head = _BY_BOTH + repository.encode() + _SEP
-            runs = [_ids(db, head + status_key, start) for status_key in _statuses(db, head)]
-            for pull_request_id in heapq.merge(*runs):
-                value = db.get(_DATA + pull_request_id)
-                if value is not None:
-                    yield _snapshot(value)
-            return
-        if repository and status:
-            prefix = _BY_BOTH + repository.encode() + _SEP + _u32(status)
-        elif status:
-            prefix = _BY_STATUS + _u32(status)
-        else:
-            prefix = _DATA
-        iterator = db.iter()
-        iterator.seek(prefix + start)
-        while iterator.valid():
-            key: bytes = iterator.key()
-            if not key.startswith(prefix):
-                return
-            if prefix == _DATA:
-                yield _snapshot(iterator.value()) if self.indexed else iterator.value()
-            else:
-                value = db.get(_DATA + key[len(prefix) :])
-                if value is not None:
-                    yield _snapshot(value)
-            iterator.next()
+        return scan_snapshots(
+            self._rdict, indexed=self.indexed, repository=repository, status=status, after=after
+        )
 
     def count(self) -> int:
         """How many snapshots the store holds (kept with every write)."""
-        raw = self._rdict.get(_COUNT)
+        raw = self._rdict.get(COUNT)
         return 0 if raw is None else int(struct.unpack(">q", raw)[0])
 
     def estimated_count(self) -> int:
@@ -512,11 +384,11 @@ class SnapshotStore:
         log.warning("state_store_wiped", extra={"path": self.path, "reason": reason})
         self.close()
         self._known = {}
-        self._relax_until = None
+        self._relax = False
         _wipe(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         db = Rdict(str(self.path), self._resources.options())
-        db.put(_IDENTITY, self.identity.encode())
+        db.put(IDENTITY, self.identity.encode())
         self._db = db
 
     def close(self) -> None:
@@ -525,62 +397,6 @@ class SnapshotStore:
             self.flush()
             self._db.close()
             self._db = None
-
-
-def _index_keys(key: bytes, repository: bytes, status: bytes) -> tuple[bytes, bytes]:
-    """The two index entries of ``key``."""
-    return (
-        _BY_STATUS + status + key,
-        _BY_BOTH + repository + _SEP + status + key,
-    )
-
-
-def _snapshot(value: bytes) -> bytes:
-    """The snapshot bytes of an indexed store's data record (after its header)."""
-    return value[value.index(_SEP) + 13 :]
-
-
-def _ids(db: Rdict, prefix: bytes, start: bytes) -> Iterator[bytes]:
-    """The ids of the index entries under ``prefix`` from ``start`` on, in order."""
-    iterator = db.iter()
-    iterator.seek(prefix + start)
-    while iterator.valid():
-        key: bytes = iterator.key()
-        if not key.startswith(prefix):
-            return
-        yield key[len(prefix) :]
-        iterator.next()
-
-
-def _statuses(db: Rdict, head: bytes) -> list[bytes]:
-    """The status keys (4 bytes each) under ``head`` in the by-both index: one seek each."""
-    found: list[bytes] = []
-    iterator = db.iter()
-    iterator.seek(head)
-    while iterator.valid():
-        key: bytes = iterator.key()
-        if not key.startswith(head):
-            break
-        status = key[len(head) : len(head) + 4]
-        found.append(status)
-        following = int.from_bytes(status, "big") + 1
-        if following > 0xFFFFFFFF:
-            break
-        iterator.seek(head + _u32(following))
-    return found
-
-
-def _group(groups: dict[bytes, list[bytes]], head: bytes, key: bytes) -> None:
-    found = groups.get(head)
-    if found is None:
-        groups[head] = [key]
-    else:
-        found.append(key)
-
-
-def _multi_get(db: Rdict, keys: list[bytes]) -> list[bytes | None]:
-    """One RocksDB multi-get: each key's value or None, in order."""
-    return cast(list[bytes | None], db.get(cast(list[str | int | float | bytes | bool], keys)))
 
 
 def _wipe(path: Path) -> None:
