@@ -284,7 +284,8 @@ class StoredPullRequests:
                 merged[partition] = max(offset, merged.get(partition, -1))
             checkpoints = merged
         rows: list[Row] = []
-        refresh = self._cache.refresh
+        # Cached entities are replaced by the new ones (none are cached during a cold load).
+        refresh = self._cache.refresh if len(self._cache) else None
         for key, pending in self._pending.items():
             if pending is None:
                 rows.append((key.encode(), None, b"", 0, 0))
@@ -299,7 +300,8 @@ class StoredPullRequests:
                     entity.version,
                 )
             )
-            refresh(key, entity)
+            if refresh is not None:
+                refresh(key, entity)
         if self._seen is not None and rows:
             # A cold load: ids it has not written before are not read by the write.
             if self._fresh:

@@ -50,8 +50,7 @@ _first = itemgetter(0)
 Row = tuple[bytes, bytes | None, bytes, int, int]
 
 
-def u64(value: int) -> bytes:
-    return struct.pack(">Q", value)
+u64 = struct.Struct(">Q").pack  # 8 bytes, big-endian
 
 
 def build_batch(
@@ -80,8 +79,18 @@ def build_batch(
         if indexed:
             status = _STATUS.get(status_number) or u32(status_number)
             data_values.append(repository + SEP + status + u64(version) + value)
-            _group(by_status, status, key)
-            _group(by_both, repository + SEP + status, key)
+            # Inline (no call per entry): per snapshot on every cold load.
+            group = by_status.get(status)
+            if group is None:
+                by_status[status] = [key]
+            else:
+                group.append(key)
+            head = repository + SEP + status
+            group = by_both.get(head)
+            if group is None:
+                by_both[head] = [key]
+            else:
+                group.append(key)
         else:
             data_values.append(value)
     # Deletes first (an index entry deleted and put again in one batch stays), then every
@@ -183,14 +192,6 @@ def _statuses(db: Rdict, head: bytes) -> list[bytes]:
             break
         iterator.seek(head + u32(following))
     return found
-
-
-def _group(groups: dict[bytes, list[bytes]], head: bytes, key: bytes) -> None:
-    found = groups.get(head)
-    if found is None:
-        groups[head] = [key]
-    else:
-        found.append(key)
 
 
 def multi_get(db: Rdict, keys: list[bytes]) -> list[bytes | None]:
