@@ -226,6 +226,27 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{_x(ratio(r['per_second'], raw))} |"
                 )
         lines += [f"\nFilled at {restore['fill_rate']}/s by a plain producer.", ""]
+    serving = results.get("serving")
+    if serving:
+        lines += [
+            f"## Gateway and processor processes on {serving['n']} pull requests",
+            "",
+            "Gateway: spawn to SERVING; processor: spawn to `partitions_restored` (its own "
+            "restore ms in brackets). Per pull request: RSS beyond the same process on empty "
+            "topics.",
+            "",
+            "| process | state | seconds | RSS MiB | RSS B per pull request |",
+            "|---|---|---|---|---|",
+        ]
+        for who in ("gateway", "processor"):
+            for phase in ("empty", "in_memory", "cold", "warm"):
+                r = serving[who][phase]
+                own = f" ({r['restore_ms']} ms)" if "restore_ms" in r else ""
+                lines.append(
+                    f"| {who} | {phase} | {r['seconds']}{own} | {r['rss_mib']} | "
+                    f"{r.get('rss_bytes_per_pull_request', '')} |"
+                )
+        lines.append("")
     held = results.get("held")
     if held:
         lines += [

@@ -14,9 +14,11 @@ both baselines; closed-loop concurrency steps and open-loop rate steps for each,
 stopping after the first step whose p99 passes 50 ms or that has errors; ACCEPTED mode with
 WatchCommand; the rejection path; ghz (bench/ghz.py) for the round trip and the rejection
 path; the gateway with 1 and then N workers back to back; K watchers; restore of N pull
-requests; the audit archive's rate against a bare consumer and its commit-to-visible delay
-(bench/archive.py). Results go to ``bench/results/<time>-<profile>/`` (results.json,
-results.md, latency_vs_throughput.png and the services' logs).
+requests, in the bench's process (bench/restore.py) and as real gateway and processor processes
+in memory and with cold and warm state stores (bench/serving.py); the audit archive's rate
+against a bare consumer and its commit-to-visible delay (bench/archive.py). Results go to
+``bench/results/<time>-<profile>/`` (results.json, results.md, latency_vs_throughput.png and
+the services' logs).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from bench import archive as archive_bench
 from bench import compare, ghz, machine, report, targets
 from bench import held as held_bench
 from bench import restore as restore_bench
+from bench import serving as serving_bench
 from bench import watchers as watchers_bench
 from bench.loadgen import LoadPool
 from bench.plans import PLANS, Plan
@@ -66,6 +69,7 @@ SCENARIOS = (
     "watchers",
     "held",
     "restore",
+    "serving",
     "archive",
 )
 SYSTEMS = ("prgate", "baseline_a", "baseline_a0", "baseline_b")
@@ -244,6 +248,14 @@ def run(
             print(f"restore of {plan.restore_n} pull requests")
             results["restore"] = restore_bench.measure(system.kafka(RESTORE_PREFIX), plan.restore_n)
             print(f"  {results['restore']}")
+        if "serving" in only:
+            print(f"gateway and processor processes on {plan.restore_n} pull requests")
+            if "restore" not in only:  # the topic the restore step fills
+                restore_bench.fill(system.kafka(RESTORE_PREFIX), plan.restore_n)
+            results["serving"] = serving_bench.measure(
+                system.kafka(RESTORE_PREFIX), plan.restore_n, system.work_dir / "serving"
+            )
+            print(f"  {results['serving']}")
         if "archive" in only:
             print(f"audit archive of {plan.archive_n} records, then commit-to-visible delays")
             results["archive"] = archive_bench.measure(

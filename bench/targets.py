@@ -58,6 +58,29 @@ def state_store_targets(n: int, stores: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+def serving_targets(serving: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets of issue 16 from the real processes (``bench.serving``): RSS per pull
+    request with the store, warm restart of a gateway and warm restore of a processor."""
+    n = serving["n"]
+    found = []
+    for who in ("gateway", "processor"):
+        cold, warm = serving[who]["cold"], serving[who]["warm"]
+        rss = max(cold["rss_bytes_per_pull_request"], warm["rss_bytes_per_pull_request"])
+        found.append(
+            _target(
+                f"{who} process RSS per pull request, store (n={n})", "<= 300 B", rss, rss <= 300
+            )
+        )
+        seconds = warm["seconds"]
+        what = "to SERVING" if who == "gateway" else "to partitions restored"
+        found.append(
+            _target(
+                f"{who} process, warm restart {what} (n={n})", "<= 5 s", seconds, seconds <= 5.0
+            )
+        )
+    return found
+
+
 def finish(results: dict[str, Any]) -> None:
     """Add the derived figures (max throughput per series) and the target verdicts."""
     steps = results.get("steps", [])
@@ -169,6 +192,8 @@ def finish(results: dict[str, Any]) -> None:
         stores = restore.get("state_stores")
         if stores:
             targets += state_store_targets(restore["n"], stores)
+    if results.get("serving"):
+        targets += serving_targets(results["serving"])
     if results.get("archive"):
         targets += archive_bench.targets(results["archive"])
     watchers = results.get("watchers")

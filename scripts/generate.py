@@ -40,11 +40,12 @@ def generate(out_root: Path) -> int:
         f"--python_out={out_root}",
         f"--pyi_out={out_root}",
         f"--grpc_python_out={out_root}",
-        # Connect (HTTP/JSON) stubs for google.protobuf messages, asyncio only: *_connect.py,
-        # served by gateway/connect_http.py (the plugin comes with the connectrpc extra).
+        # Connect (HTTP/JSON) stubs for google.protobuf messages: *_connect.py. The asyncio
+        # servers are served by gateway/connect_http.py; both clients, asyncio and blocking,
+        # are for callers (the plugin comes with the connectrpc extra).
         f"--plugin=protoc-gen-connectrpc={CONNECT_PLUGIN}",
         f"--connectrpc_out={out_root}",
-        "--connectrpc_opt=protobuf=google,io=async",
+        "--connectrpc_opt=protobuf=google",
         # What gateway/reflection.py serves: the files as written, comments included.
         f"--descriptor_set_out={out_package / DESCRIPTOR_SET}",
         "--include_imports",

@@ -86,6 +86,23 @@ def test_smoke_run_writes_the_expected_json(tmp_path: Path) -> None:
         assert stores[who]["warm"]["restored"] == restore["n"], stores
         assert stores[who]["warm"]["records_replayed"] == 0, stores
 
+    # Real gateway and processor processes on the same topic: in memory, store cold and warm.
+    serving = results["serving"]
+    assert serving["n"] == restore["n"]
+    for who in ("gateway", "processor"):
+        for phase in ("empty", "in_memory", "cold", "warm"):
+            figures = serving[who][phase]
+            assert _is_number(figures["seconds"]) and figures["seconds"] > 0, serving
+            assert _is_number(figures["rss_mib"]) and figures["rss_mib"] > 0, serving
+    processor = serving["processor"]
+    assert processor["empty"]["records"] == 0, processor
+    assert processor["in_memory"]["records"] == restore["n"], processor
+    assert processor["cold"]["records"] == restore["n"], processor
+    assert processor["warm"]["records"] == 0, processor  # the store had everything
+    assert "gateway process, warm restart to SERVING (n=300)" in {
+        t["target"] for t in results["targets"]
+    }
+
     watchers = results["watchers"]
     assert watchers["subscribed"] == watchers["watchers"]
     assert watchers["versions_reaching_all"] == watchers["updates"]
