@@ -129,6 +129,24 @@ def end_bulk_load(db: Rdict) -> None:
     db.set_options({"disable_auto_compactions": "false"})
 
 
+def after_open(db: Rdict) -> bool:
+    """On opening a store: automatic compactions on, whatever the store's persisted options
+    say (rocksdict reopens a store with the options RocksDB saved last, so those of a bulk
+    load that did not end would stay); and if level 0 holds as many files as RocksDB's default
+    limits allow (that load's), the limits raised until :func:`restore_l0_limits` finds it
+    compacted. True if raised."""
+    files = db.property_int_value("rocksdb.num-files-at-level0") or 0
+    limit = _BULK_L0_LIMIT if files >= _L0_SLOWDOWN else None
+    db.set_options(
+        {
+            "disable_auto_compactions": "false",
+            "level0_slowdown_writes_trigger": str(limit or _L0_SLOWDOWN),
+            "level0_stop_writes_trigger": str(limit or _L0_STOP),
+        }
+    )
+    return limit is not None
+
+
 def restore_l0_limits(db: Rdict) -> bool:
     """RocksDB's default level-0 limits again, if level 0 is under them; True if restored."""
     files = db.property_int_value("rocksdb.num-files-at-level0") or 0

@@ -171,7 +171,12 @@ class SnapshotStore:
             reason = "foreign"
         if reason:
             db.put(IDENTITY, identity.encode())
-        return cls(path, db, identity, resources, indexed=indexed), reason
+        store = cls(path, db, identity, resources, indexed=indexed)
+        # A process stopped during a bulk load left compactions off in the options RocksDB
+        # saved, and level-0 files past the limits at which every write would stall until
+        # they are compacted (on the caller's thread).
+        store._relax = bulk.after_open(db)
+        return store, reason
 
     @property
     def _rdict(self) -> Rdict:

@@ -221,3 +221,46 @@ def test_seen_keys_never_forget_a_key_and_rarely_claim_one() -> None:
     assert count == len(fresh) and fresh <= set(keys[5000:])
     assert len(fresh) > 5000 * 0.95  # false positives: about 1 %
     assert seen.unseen(keys) == []
+
+
+def _l0_stop_trigger(path: Path) -> int:
+    """level0_stop_writes_trigger as RocksDB last persisted it (SetOptions writes a new
+    OPTIONS file)."""
+    latest = max(path.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
+    for line in latest.read_text().splitlines():
+        if line.strip().startswith("level0_stop_writes_trigger="):
+            return int(line.split("=")[1])
+    raise AssertionError(f"no level0_stop_writes_trigger in {latest}")
+
+
+def test_a_store_left_mid_cold_load_does_not_stall_writes_until_compacted(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        rm, stored = stored_model(tmp_path / "s", cold=True)
+        rng = random.Random(5)
+        for start in range(0, 25 * 40, 40):  # 25 level-0 files, more than the default limits
+            rm._apply_records(
+                [snapshot(f"pr-{i:05d}", 1, i, rng) for i in range(start, start + 40)]
+            )
+            stored.flush({})
+            stored.store._rdict.flush(True)
+        assert _l0_stop_trigger(tmp_path / "s") > 36
+        stored.close()  # as a process stopped before it caught up
+        again, reason = SnapshotStore.open(tmp_path / "s", IDENTITY, resources(), indexed=True)
+        assert reason == ""
+        # Raised again at once: writes go on while the background compaction catches up ...
+        assert _l0_stop_trigger(tmp_path / "s") > 36
+        deadline = asyncio.get_running_loop().time() + 30
+        while again.compacting():
+            assert asyncio.get_running_loop().time() < deadline, "compaction never finished"
+            await asyncio.sleep(0.05)
+        # ... and back to RocksDB's defaults at the first write after it did.
+        reopened = StoredPullRequests(again, cache_entries=5)
+        reopened.put(PullRequest(pull_request_id="pr-new", version=1, repository="octo/a"))
+        reopened.flush({0: 5000})
+        assert _l0_stop_trigger(tmp_path / "s") == 36
+        assert again.count() == 1001
+        again.close()
+
+    asyncio.run(main())
