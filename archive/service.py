@@ -4,10 +4,14 @@ Positions come from the tables, never from the group's committed offsets: on ass
 new partition's next offset is read from its table's app transaction and the consumer is
 assigned there (the beginning when the table has none). Records are buffered per table and
 written as one commit when a table holds ``flush_max_records`` records or its oldest record has
-waited ``flush_interval_ms``, on revocation (the partitions are still ours) and at a clean stop.
-A lost partition (session timeout) is forgotten without writing; the sink's compare-and-set
-would refuse it anyway. After a table commit the Kafka offsets are committed asynchronously,
-only so that lag tools show the archive's progress.
+waited ``flush_interval_ms``, on revocation (the partitions are still ours) and at a clean
+stop. The due batches are decoded and committed by a writer thread (:mod:`archive.writer`)
+while this loop goes on consuming, one batch at a time; a rebalance callback and the stop wait
+for the batch still out before they touch a table, and a batch that lost a partition's race
+drops the records of it buffered since (they are read again from the table's offset). A lost
+partition (session timeout) is forgotten without writing; the sink's compare-and-set would
+refuse it anyway. After a table commit the Kafka offsets are committed asynchronously, only so
+that lag tools show the archive's progress.
 
 Reading is read_committed: aborted transactions of the processor and the gateway's
 transactional outputs never reach the tables, and offset gaps (control records) are skipped
@@ -32,17 +36,19 @@ from confluent_kafka import (
 )
 from deltalake.exceptions import DeltaError
 
-from archive.bulk import RecordColumns, columns_to_arrow, to_arrow
+from archive.bulk import to_arrow
 from archive.decode import Consumed, TableCodec, table_codecs
 from archive.observability import ArchiveMetrics
 from archive.settings import ArchiveSettings
 from archive.sink import DeltaSink
+from archive.writer import WAIT_ALL, WAIT_ANY, Batch, BatchWriter, Written, write
 from prgate.observability import logs
 
 log = logging.getLogger(__name__)
 
 CONSUME_BATCH = 2000
 CONSUME_TIMEOUT_S = 0.1  # bounds how long a stop request or a due flush waits
+DEFERRED_TIMEOUT_S = 0.01  # while a table due by age waits for its writer
 
 
 @dataclass
@@ -98,11 +104,13 @@ class Archiver:
         self._failure: str | None = None
         self._max_age_s = settings.flush_interval_ms / 1000
         self._consumer = Consumer(settings.consumer_config(self._on_error))
+        self._writer = BatchWriter(self._tables, self._sinks, settings.writer_threads)
 
     # -- rebalance callbacks (run inside consume(); they must not raise) ----------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
+            self._collect(WAIT_ALL)  # the sinks are the writer's while a batch is out
             by_topic: dict[str, list[int]] = defaultdict(list)
             for tp in partitions:
                 by_topic[tp.topic].append(tp.partition)
@@ -137,6 +145,11 @@ class Archiver:
         log.info("archive_revoked", extra={"partitions": _names(partitions)})
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:  # a commit under way lands or loses its compare-and-set, as a flush on this thread
+            self._collect(WAIT_ALL)
+        except Exception as exc:
+            log.exception("archive_flush_failed", extra={"reason": "lost"})
+            self._failure = f"flush before losing partitions failed: {exc}"
         self._forget(partitions)  # not ours any more: never write them
         log.warning("archive_lost", extra={"partitions": _names(partitions)})
 
@@ -163,10 +176,13 @@ class Archiver:
         )
         code = 0
         try:
+            deferred = False
             while not self._stop.is_set() and self._failure is None:
-                messages = self._consumer.consume(CONSUME_BATCH, CONSUME_TIMEOUT_S)
+                timeout = DEFERRED_TIMEOUT_S if deferred else CONSUME_TIMEOUT_S
+                messages = self._consumer.consume(CONSUME_BATCH, timeout)
                 self._take(messages, time.monotonic())
-                self._flush_due(time.monotonic())
+                self._collect()
+                deferred = self._flush_due(time.monotonic())
             if self._failure is None:
                 self.flush_all("stop")
         except (KafkaException, DeltaError, OSError, RuntimeError) as exc:
@@ -176,6 +192,7 @@ class Archiver:
             if self._failure is not None:
                 log.error("archive_stopped", extra={"reason": self._failure.replace(" ", "_")})
                 code = 1
+            self._writer.close()  # a batch still out: its commit lands or not, before we leave
             self._consumer.close()
         return code
 
@@ -203,50 +220,89 @@ class Archiver:
             if buffer.oldest is None:
                 buffer.oldest = now
 
-    def _flush_due(self, now: float) -> None:
+    def _flush_due(self, now: float) -> bool:
+        """Hand over the tables whose buffers are due; True when one due by age had to wait.
+
+        A table whose last batch is still out waits for it: when due by age, for a later turn
+        of the loop (the consumer goes on), when due by size, here. A table that finds every
+        writer busy with other tables' batches is committed on this thread when due by age
+        (little traffic: the commits of several tables due at once overlap instead of queueing,
+        which bounds the delay until visible), and waits for a free writer when due by size, so
+        no buffer outgrows the batch size by more than one ``consume()``."""
+        deferred = False
         for topic, buffer in self._buffers.items():
             if buffer.count >= self._settings.flush_max_records:
-                self.flush(topic, "size")
+                reason = "size"
             elif buffer.oldest is not None and now - buffer.oldest >= self._max_age_s:
-                self.flush(topic, "age")
+                reason = "age"
+            else:
+                continue
+            if not self._settings.writer_threads:  # on this thread, as one step
+                self.flush(topic, reason)
+                continue
+            if self._writer.holds(topic):
+                if reason == "age":
+                    deferred = True
+                    continue
+                self._collect(topic)
+            elif self._writer.full:
+                if reason == "age":  # low traffic: commit it here, beside the writer's batch
+                    self.flush(topic, reason)
+                    continue
+                self._collect(WAIT_ANY)
+            parts = self._buffers[topic].take()  # after _collect: a lost race drops records
+            if parts:
+                self._writer.submit(Batch(topic, parts, reason))
+        return deferred
+
+    def _collect(self, wait: str = "") -> None:
+        """Take back the batches written (waiting as :meth:`BatchWriter.take` says) and act on
+        each."""
+        for written in self._writer.take(wait):
+            self._written(written)
 
     def flush_all(self, reason: str) -> None:
+        """Commit every buffered record now, on this thread, after the batch still out."""
+        self._collect(WAIT_ALL)
         for topic in self._buffers:
             self.flush(topic, reason)
 
     def flush(self, topic: str, reason: str) -> None:
-        """Write the topic's buffered records as one commit; follow the table where we lost."""
+        """Write the topic's buffered records as one commit on this thread (no batch of the
+        topic may be out); follow the table where we lost."""
         parts = self._buffers[topic].take()
-        if not parts:
-            return
-        table = self._tables[topic]
-        started = time.perf_counter()
-        messages = [m for ms in parts.values() for m in ms]
-        columns = RecordColumns.of_messages(messages)
-        rows = columns_to_arrow(table, columns, archived_at_us=time.time_ns() // 1000)
-        next_offsets = {p: (ms[-1].offset() or 0) + 1 for p, ms in parts.items()}
-        result = self._sinks[topic].flush(rows, next_offsets)
-        seconds = time.perf_counter() - started
-        self._metrics.flushed(table.spec.name, result.rows, rows, seconds, len(result.lost))
+        if parts:
+            self._written(
+                write(Batch(topic, parts, reason), self._tables[topic], self._sinks[topic])
+            )
+
+    def _written(self, written: Written) -> None:
+        """A batch's commit is done: count it, follow the partitions another writer archived
+        first, and commit the group's offsets (for lag tools only; the table is the truth)."""
+        topic, result = written.batch.topic, written.result
+        table = self._tables[topic].spec.name
+        self._metrics.flushed(table, result.rows, written.rows, written.seconds, len(result.lost))
         for partition, offset in result.lost.items():
             self._follow(topic, partition, offset)
         kept = [
-            TopicPartition(topic, p, o) for p, o in next_offsets.items() if p not in result.lost
+            TopicPartition(topic, p, o)
+            for p, o in written.next_offsets.items()
+            if p not in result.lost and (topic, p) in self._positions
         ]
         if kept:
-            try:  # for lag tools only; the table is the truth
+            try:
                 self._consumer.commit(offsets=kept, asynchronous=True)
             except KafkaException as exc:
                 log.info("offset_commit_skipped", extra={"error": exc})
         log.debug(
             "archive_flush",
             extra={
-                "table": table.spec.name,
-                "reason": reason,
+                "table": table,
+                "reason": written.batch.reason,
                 "rows": result.rows,
                 "version": result.version,
                 "lost": result.lost or "",
-                "ms": round(seconds * 1000, 1),
+                "ms": round(written.seconds * 1000, 1),
             },
         )
 
@@ -258,6 +314,9 @@ class Archiver:
         )
         if (topic, partition) not in self._positions:
             return
+        # Records of it consumed after the batch that lost are behind the table's offset or
+        # would leave a gap: dropped, and read again from the table's offset.
+        self._buffers[topic].drop(partition)
         self._positions[(topic, partition)] = offset
         self._sinks[topic].expected[partition] = offset
         try:

@@ -51,6 +51,12 @@ class ArchiveSettings(KafkaSettings):
         "PRGATE_ARCHIVE_FLUSH_INTERVAL_MS",
         "longest time a consumed record waits for its commit (bounds the delay until visible)",
     )
+    writer_threads: int = setting(
+        1,
+        "PRGATE_ARCHIVE_WRITER_THREADS",
+        "threads that decode and commit due batches while the consumer goes on (each holds one "
+        "batch of one table); 0: on the consuming thread, which waits meanwhile",
+    )
     session_timeout_ms: int = setting(
         10_000,
         "PRGATE_ARCHIVE_SESSION_TIMEOUT_MS",
@@ -73,6 +79,7 @@ class ArchiveSettings(KafkaSettings):
             (bool(self.group_id), "group_id must not be empty"),
             (self.flush_max_records >= 1, "flush_max_records must be >= 1"),
             (self.flush_interval_ms >= 10, "flush_interval_ms must be >= 10"),
+            (0 <= self.writer_threads <= 4, "writer_threads must be 0 to 4"),
             (self.session_timeout_ms >= 1000, "session_timeout_ms must be >= 1000"),
             (self.vacuum_retention_hours >= 0, "vacuum_retention_hours must be >= 0"),
         ]

@@ -220,11 +220,17 @@ def _assigned_at(log_path: Path) -> float | None:
 
 
 def catch_up(
-    kafka: KafkaSettings, work_dir: Path, env: dict[str, str], members: int
+    kafka: KafkaSettings,
+    work_dir: Path,
+    env: dict[str, str],
+    members: int,
+    writer_threads: int | None = None,
 ) -> tuple[dict[str, Any], list[Child], TablePoller]:
-    """``members`` archive processes (one group, fresh tables) catching up on the filled topics;
-    returns the rate record and the still running children with a poller of their tables."""
-    root = work_dir / f"archive-tables-{members}"
+    """``members`` archive processes (one group, fresh tables) catching up on the filled topics,
+    with ``writer_threads`` (None: the default); returns the rate record and the still running
+    children with a poller of their tables."""
+    label = f"{members}" if writer_threads is None else f"{members}-w{writer_threads}"
+    root = work_dir / f"archive-tables-{label}"
     group = f"bench-archive-{uuid.uuid4().hex}"
     children = []
     for n in range(members):
@@ -236,8 +242,10 @@ def catch_up(
             "PRGATE_ARCHIVE_FLUSH_MAX_RECORDS": str(FLUSH_MAX_RECORDS),
             "PRGATE_ARCHIVE_FLUSH_INTERVAL_MS": str(FLUSH_INTERVAL_MS),
         }
+        if writer_threads is not None:
+            archive_env["PRGATE_ARCHIVE_WRITER_THREADS"] = str(writer_threads)
         argv = [sys.executable, "-m", "archive"]
-        log_path = work_dir / f"archive-{members}-{n}.log"
+        log_path = work_dir / f"archive-{label}-{n}.log"
         children.append(Child(f"archive-{n}", argv, archive_env, log_path))
         children[-1].start()
     targets = ends(kafka)
@@ -266,6 +274,7 @@ def catch_up(
     bulk = max(1e-3, (bulk_done or done) - assigned)
     record = {
         "members": members,
+        "writer_threads": writer_threads,
         "records": count,
         "seconds": round(done - assigned, 3),
         # The last partial batches wait for the flush interval: the rate is taken over the
@@ -279,13 +288,28 @@ def catch_up(
 
 
 def measure(
-    kafka: KafkaSettings, work_dir: Path, env: dict[str, str], count: int, live_s: float
+    kafka: KafkaSettings,
+    work_dir: Path,
+    env: dict[str, str],
+    count: int,
+    live_s: float,
+    *,
+    compare_writer_threads: tuple[int, ...] = (),
 ) -> dict[str, Any]:
-    """The JSON record of the archive step (see the module docstring)."""
+    """The JSON record of the archive step (see the module docstring); with
+    ``compare_writer_threads``, the archive also catches up with each of those writer thread
+    counts first (fresh tables each), against the same bare consumer."""
     ensure_topics(kafka)
     fill_rate = fill(kafka, count)
     bare = bare_consumer(kafka, count)
     extracting = bare_consumer(kafka, count, extract=True)
+    compared = {}
+    for threads in compare_writer_threads:
+        other, others, _ = catch_up(kafka, work_dir, env, members=1, writer_threads=threads)
+        for child in others:
+            child.stop()
+        other["ratio"] = ratio(other["per_second"], bare["per_second"])
+        compared[str(threads)] = other
     one, children, poller = catch_up(kafka, work_dir, env, members=1)
     try:
         delays = live_delays(kafka, poller, live_s)
@@ -299,6 +323,7 @@ def measure(
         "bare_consumer": bare,
         "extracting_consumer": extracting,
         "archive": one,
+        "archive_by_writer_threads": compared,
         "ratio": ratio(one["per_second"], bare["per_second"]),
         # The same comparison in CPU time per record: bare's / the archive's.
         "cpu_ratio": ratio(bare["cpu_us_per_record"], one["cpu_us_per_record"]),
@@ -408,6 +433,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--live-s", type=float, default=8.0, help="seconds of the delay part")
     parser.add_argument("--json", type=Path, help="write every run's record here")
+    parser.add_argument(
+        "--compare-writer-threads",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also run the archive with these writer thread counts in each run (before the "
+        "default one), each against the same bare consumer",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp:
         system = BenchSystem(Path(tmp) / "work")
@@ -419,11 +452,12 @@ def main(argv: list[str] | None = None) -> int:
                 (Path(tmp) / f"run-{run}").mkdir()
                 record = measure(
                     system.kafka(prefix), Path(tmp) / f"run-{run}", system._env(prefix),
-                    args.n, args.live_s,
+                    args.n, args.live_s, compare_writer_threads=tuple(args.compare_writer_threads),
                 )  # fmt: skip
                 records.append(record)
                 keys = ("ratio", "cpu_ratio", "extracting_ratio", "archive", "bare_consumer",
-                        "extracting_consumer", "visible_ms")  # fmt: skip
+                        "extracting_consumer", "archive_by_writer_threads",
+                        "visible_ms")  # fmt: skip
                 print(json.dumps({k: record[k] for k in keys}), flush=True)
         finally:
             system.close()
@@ -441,6 +475,14 @@ def main(argv: list[str] | None = None) -> int:
         r["extracting_consumer"]["cpu_us_per_record"] for r in records
     )
     medians["visible_p99_ms"] = statistics.median(r["visible_ms"]["p99"] for r in records)
+    for threads in map(str, args.compare_writer_threads):
+        runs = [r["archive_by_writer_threads"][threads] for r in records]
+        medians[f"writer_threads_{threads}_ratio"] = statistics.median(
+            r["ratio"] for r in runs if r["ratio"] is not None
+        )
+        medians[f"writer_threads_{threads}_cpu_us_per_record"] = statistics.median(
+            r["cpu_us_per_record"] for r in runs
+        )
     print(json.dumps({"runs": len(records), "medians": medians}))
     if args.json:
         args.json.write_text(json.dumps({"runs": records, "medians": medians}, indent=1))

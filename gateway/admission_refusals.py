@@ -39,7 +39,7 @@ class RefusalRecorder:
         violations: Iterable[outcome_pb2.Violation] = (),
     ) -> Refusal:
         """Hand ``refusal`` of ``envelope`` (never produced) to the refusal log; return it."""
-        info = refusals.details_of(refusal.status).get("ErrorInfo")
+        info = refusal.info
         traceparent = hooks.traceparent
         parts = (traceparent or "").split("-")
         record = CommandRefusal(
@@ -47,7 +47,7 @@ class RefusalRecorder:
             code=refusal.status.code,
             code_name=refusal.code_name,
             message=refusal.status.message,
-            reason=info.reason if info is not None else "",  # type: ignore[attr-defined]
+            reason=info.reason if info is not None else "",
             violations=list(violations),
             trace_id=parts[1] if len(parts) == 4 else "",
         )

@@ -105,7 +105,8 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
 
     async def _call(
         self, spec: CommandSpec, request: CommandRequest, context: Context
-    ) -> svc.CommandReceipt:
+    ) -> svc.CommandReceipt | None:
+        """The receipt; None after a refusal, whose status is then set on ``context``."""
         caller_traceparent = (
             metadata_value(context, HEADER_TRACEPARENT) if self._tracing is not None else ""
         )
@@ -121,7 +122,8 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
                 )
             except Refusal as exc:
                 telemetry.refused(exc)
-                await errors.abort(context, exc)
+                errors.refuse(context, exc)
+                return None
             telemetry.answered(receipt)
             return receipt
 
@@ -140,13 +142,16 @@ class CommandService(svc_grpc.PullRequestCommandServiceServicer):
             await errors.abort(context, exc)
 
 
-def _command_rpc(spec: CommandSpec) -> Callable[..., Awaitable[Message]]:
+def _command_rpc(spec: CommandSpec) -> Callable[..., Awaitable[Message | None]]:
     """The servicer method of one command RPC: admit, then wrap the receipt in its response."""
     response_type: type[Message] = getattr(svc, f"{spec.rpc}Response")
 
-    async def rpc(self: CommandService, request: CommandRequest, context: Context) -> Message:
+    async def rpc(
+        self: CommandService, request: CommandRequest, context: Context
+    ) -> Message | None:
         receipt = await self._call(spec, request, context)
-        return response_type(receipt=receipt)
+        # None: refused, the status is set on the context (no exception through the stack).
+        return None if receipt is None else response_type(receipt=receipt)
 
     rpc.__name__ = rpc.__qualname__ = spec.rpc
     rpc.__doc__ = f"{spec.rpc}: admission's receipt as ``{spec.rpc}Response``."

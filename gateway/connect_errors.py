@@ -30,10 +30,8 @@ from protobuf.wkt import FileDescriptorSet
 from protobuf.wkt.google.protobuf import descriptor_pb
 
 from gateway import refusals
-from gateway.errors import grpc_code
+from gateway.errors import STATUS_DETAILS_KEY, grpc_code
 from gateway.refusals import Refusal
-
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 class Aborted(Exception):

@@ -2,8 +2,13 @@
 
 The statuses themselves are built in :mod:`gateway.refusals` (no gRPC there). This module adds
 what gRPC needs: :class:`GatewayError`, a refusal whose ``code`` is a ``grpc.StatusCode``, the
-same builders returning it, and :func:`abort`, which ends a grpc.aio call with a refusal's
-status so clients read the details with ``grpc_status.rpc_status.from_call``.
+same builders returning it, and two ways to end a grpc.aio call with a refusal's status so
+clients read the details with ``grpc_status.rpc_status.from_call``: :func:`refuse` sets the
+status on the context and lets the handler return (no exception: the command RPCs' refusals,
+the gateway's most frequent non-OK answer), :func:`abort` raises through ``context.abort``
+(checks in interceptors, streams). Clients get the same code, details and trailing metadata
+either way; a unary call ended by :func:`refuse` also carries an empty response message before
+its status (grpc.aio sends one; every gRPC client discards it when the status is not OK).
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from typing import NoReturn, ParamSpec
 
 import grpc
 from google.protobuf.message import Message
-from grpc_status import rpc_status
 
 from gateway import refusals
 from gateway.refusals import ERROR_DOMAIN, Refusal, details_of, error_info, retry_after
@@ -32,6 +36,7 @@ __all__ = [
     "grpc_code",
     "invalid_argument",
     "read_model_catching_up",
+    "refuse",
     "retry_after",
     "trailing_metadata",
 ]
@@ -42,12 +47,13 @@ Context = grpc.aio.ServicerContext[Message, Message]
 _P = ParamSpec("_P")
 
 
+_GRPC_CODES = {candidate.value[0]: candidate for candidate in grpc.StatusCode}
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
 def grpc_code(code: int) -> grpc.StatusCode:
     """The ``grpc.StatusCode`` of a ``google.rpc.Code`` value (UNKNOWN for anything else)."""
-    for candidate in grpc.StatusCode:
-        if candidate.value[0] == code:
-            return candidate
-    return grpc.StatusCode.UNKNOWN
+    return _GRPC_CODES.get(code, grpc.StatusCode.UNKNOWN)
 
 
 class GatewayError(Refusal):
@@ -61,7 +67,8 @@ class GatewayError(Refusal):
 def _as_gateway_error(build: Callable[_P, Refusal]) -> Callable[_P, GatewayError]:
     @functools.wraps(build)
     def wrapped(*args: _P.args, **kwargs: _P.kwargs) -> GatewayError:
-        return GatewayError(build(*args, **kwargs).status)
+        refusal = build(*args, **kwargs)
+        return GatewayError(refusal.status, refusal.info)
 
     return wrapped
 
@@ -73,8 +80,17 @@ invalid_argument = _as_gateway_error(refusals.invalid_argument)
 
 
 def trailing_metadata(exc: Refusal) -> tuple[tuple[str, str | bytes], ...]:
-    """The trailing metadata that carries the status details (``grpc-status-details-bin``)."""
-    return tuple(rpc_status.to_status(exc.status).trailing_metadata)
+    """The trailing metadata that carries the status details (``grpc-status-details-bin``):
+    the serialized ``google.rpc.Status``, as ``grpc_status.rpc_status.to_status`` makes it."""
+    return ((STATUS_DETAILS_KEY, exc.status.SerializeToString()),)
+
+
+def refuse(context: Context, exc: Refusal) -> None:
+    """Set ``exc``'s status and details on the call; the handler then returns (any response
+    it returns is discarded). Nothing is raised: cheaper than :func:`abort` per refusal."""
+    context.set_trailing_metadata(trailing_metadata(exc))
+    context.set_code(grpc_code(exc.status.code))
+    context.set_details(exc.status.message)
 
 
 async def abort(context: Context, exc: Refusal) -> NoReturn:

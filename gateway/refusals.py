@@ -46,11 +46,26 @@ _DETAIL_TYPES = (
 
 
 class Refusal(Exception):
-    """A call outcome that is not OK, with its ``google.rpc.Status`` in ``status``."""
+    """A call outcome that is not OK, with its ``google.rpc.Status`` in ``status``.
 
-    def __init__(self, status: status_pb2.Status) -> None:
+    ``info`` is the status's ErrorInfo detail as built (None: read from ``status`` when
+    needed), so the log line and the refusal record need not unpack the details again.
+    """
+
+    def __init__(
+        self, status: status_pb2.Status, info: error_details_pb2.ErrorInfo | None = None
+    ) -> None:
         super().__init__(status.message)
         self.status = status
+        self._info = info
+
+    @property
+    def info(self) -> error_details_pb2.ErrorInfo | None:
+        """The ErrorInfo detail of ``status``; None when it has none."""
+        if self._info is None:
+            found = details_of(self.status).get("ErrorInfo")
+            self._info = found if isinstance(found, error_details_pb2.ErrorInfo) else None
+        return self._info
 
     @property
     def code_name(self) -> str:
@@ -63,8 +78,8 @@ class Refusal(Exception):
 
     def ids(self) -> dict[str, str]:
         """The ``command_id`` / ``pull_request_id`` its ErrorInfo names (absent ones left out)."""
-        info = details_of(self.status).get("ErrorInfo")
-        return dict(info.metadata) if info is not None else {}  # type: ignore[attr-defined]
+        info = self.info
+        return dict(info.metadata) if info is not None else {}
 
 
 def _pack(details: Iterable[Message]) -> list[any_pb2.Any]:
@@ -78,7 +93,8 @@ def _pack(details: Iterable[Message]) -> list[any_pb2.Any]:
 
 def error(code: int, message: str, *details: Message) -> Refusal:
     """A Refusal with a ``google.rpc.Code`` value, a message and typed details."""
-    return Refusal(status_pb2.Status(code=code, message=message, details=_pack(details)))
+    info = next((d for d in details if isinstance(d, error_details_pb2.ErrorInfo)), None)
+    return Refusal(status_pb2.Status(code=code, message=message, details=_pack(details)), info)
 
 
 def error_info(reason: str, **metadata: str) -> error_details_pb2.ErrorInfo:

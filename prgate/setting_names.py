@@ -97,6 +97,7 @@ SETTING_NAMES = frozenset(
         "transaction_timeout_ms",
         "unknown_command_wait_s",
         "vacuum_retention_hours",
+        "writer_threads",
         "workers",
     }
 )

@@ -3,7 +3,8 @@
 grpc_testing invokes ``handler(request, context)`` on its own threads. The bridge runs the
 async servicer method on one event loop thread and hands grpc_testing an adapter context:
 ``await context.abort(code, details)`` becomes set_code/set_details (trailing metadata, with
-the google.rpc status details, was already set) and ends the call the way aio's abort does.
+the google.rpc status details, was already set) and ends the call the way aio's abort does;
+set_code/set_details (a refusal without raising) pass through.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ class AioContext:
 
     def set_trailing_metadata(self, metadata: Any) -> None:
         self._inner.set_trailing_metadata(metadata)
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._inner.set_code(code)
+
+    def set_details(self, details: str) -> None:
+        self._inner.set_details(details)
 
     async def abort(
         self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()
