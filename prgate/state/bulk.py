@@ -24,14 +24,15 @@ _BULK_L0_LIMIT = 1 << 20
 # keys never written are reported as maybe seen (and read from the store: still correct).
 _BITS_PER_KEY = 16
 _MIN_BITS = 1 << 16
-_MAX_BITS = 1 << 31  # 256 MiB; beyond about 130M keys the false positives rise gracefully
+# 32 MiB: beyond about 16M keys the false positives rise (each is one more read, not an error).
+_MAX_BITS = 1 << 28
 
 
 class SeenKeys:
     """A bloom filter of the keys written to a store during its cold load.
 
     ``expected`` is the number of records to load (from the end offsets), used only to size
-    the filter: 2 bytes per key. Answers are "certainly not written" or "maybe written";
+    the filter: 2 bytes per key, at most 32 MiB. Answers are "certainly not written" or "maybe written";
     Python's ``hash`` of the key is the hash (stable within the process, which is all a filter
     that lives as long as the load needs).
     """
