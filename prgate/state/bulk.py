@@ -32,9 +32,9 @@ class SeenKeys:
     """A bloom filter of the keys written to a store during its cold load.
 
     ``expected`` is the number of records to load (from the end offsets), used only to size
-    the filter: 2 bytes per key, at most 32 MiB. Answers are "certainly not written" or "maybe written";
-    Python's ``hash`` of the key is the hash (stable within the process, which is all a filter
-    that lives as long as the load needs).
+    the filter: 2 bytes per key, at most 32 MiB. Answers are "certainly not written" or
+    "maybe written"; Python's ``hash`` of the key is the hash (stable within the process,
+    which is all a filter that lives as long as the load needs).
     """
 
     def __init__(self, expected: int) -> None:
