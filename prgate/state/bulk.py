@@ -48,18 +48,6 @@ class SeenKeys:
     def size_bytes(self) -> int:
         return len(self._bits)
 
-    def seen(self, keys: Iterable[str]) -> list[str]:
-        """Those of ``keys`` that may have been added (the others certainly were not)."""
-        bits, mask = self._bits, self._mask
-        found: list[str] = []
-        for key in keys:
-            h = hash(key)
-            a = h & mask
-            b = (h >> 32) & mask
-            if bits[a >> 3] & (1 << (a & 7)) and bits[b >> 3] & (1 << (b & 7)):
-                found.append(key)
-        return found
-
     def unseen(self, keys: Iterable[str]) -> list[str]:
         """Those of ``keys`` certainly not added yet (the others may have been)."""
         bits, mask = self._bits, self._mask
