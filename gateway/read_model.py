@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 Fold = Callable[[Iterable[EventEnvelope], PullRequest | None], PullRequest | None]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Record:
     """A decoded record of the pull-requests topic (decoded on the consumer thread)."""
 
@@ -114,7 +114,7 @@ class ReadModel:
             decode=_decode,
             apply=self._apply_records,
             start_offsets=self._start_offsets,
-            on_caught_up=self._caught_up_event.set,
+            on_caught_up=self._on_caught_up,
             extra=extra,
         )
 
@@ -265,14 +265,43 @@ class ReadModel:
                 checkpoints = {}
                 break
         self._store = stored
+        if not checkpoints and stored.store.count() == 0 and not stored.cold_loading:
+            # An empty store filled from the beginning: the cold-load path (see begin_cold_load).
+            expected = 0
+            for tp in partitions:
+                low, high = consumer.get_watermark_offsets(tp, timeout=5.0)
+                expected += max(0, high - low)
+            stored.begin_cold_load(expected)
+            log.info("read_model_store_cold_load", extra={"records": expected})
         return [
             TopicPartition(tp.topic, tp.partition, checkpoints.get(tp.partition, OFFSET_BEGINNING))
             for tp in partitions
         ]
 
+    def _on_caught_up(self) -> None:
+        if self._stored is not None:
+            self._stored.end_cold_load()
+        self._caught_up_event.set()
+
+    def compacting(self) -> bool:
+        """True while the store's RocksDB still compacts what a cold load wrote (False without
+        a store)."""
+        return self._stored is not None and self._stored.store.compacting()
+
     # --- applying records (event loop) ------------------------------------------------------
 
     def _apply_records(self, records: Sequence[_Record]) -> None:
+        stored = self._stored
+        if (
+            stored is not None
+            and stored.cold_loading
+            and not self._folded
+            and not self._version_waiters
+            and not self._hub.watchers()
+            and all(r.entity is not None for r in records)
+        ):
+            self._load_records(stored, records)
+            return
         checkpoints: dict[int, int] = {}
         # The stored versions the batch is checked against, in one read (a store only).
         self._store.prefetch(r.key for r in records if r.entity is not None)
@@ -300,6 +329,20 @@ class ReadModel:
             else:
                 self._apply_snapshot(record.entity, record.raw)
         self._store.flush(checkpoints)
+
+    def _load_records(self, stored: StoredPullRequests, records: Sequence[_Record]) -> None:
+        """A batch of snapshots only, during a cold load that nobody watches or waits on and
+        with nothing folded: what _apply_records does, in one pass (see StoredPullRequests.load)."""
+        checkpoints: dict[int, int] = {}
+        snapshots: list[tuple[PullRequest, bytes]] = []
+        for record in records:
+            # A partition's records come in offset order: its last one is its checkpoint.
+            checkpoints[record.partition] = record.offset + 1
+            snapshots.append((record.entity, record.raw))  # type: ignore[arg-type]
+        applied, stale = stored.load(snapshots, checkpoints)
+        self._counts["records"] += len(records)
+        self._counts["updates"] += applied
+        self._counts["stale"] += stale
 
     def _apply_snapshot(self, entity: PullRequest, raw: bytes | None) -> None:
         key = entity.pull_request_id
@@ -336,9 +379,10 @@ class ReadModel:
 
 def _decode(msg: Message) -> _Record:
     """Runs on the consumer thread."""
-    key, offset, partition = codec.key_text(msg.key()), msg.offset() or 0, msg.partition() or 0
+    raw_key, value = msg.key(), msg.value()
+    key, offset, partition = codec.key_text(raw_key), msg.offset() or 0, msg.partition() or 0
     try:
-        entity = codec.decode_snapshot(msg.key(), msg.value(), msg.headers())
+        entity = codec.decode_snapshot(raw_key, value, msg.headers())
     except codec.Undecodable as exc:
-        return _Record(key, offset, garbage=str(exc), partition=partition)
-    return _Record(key, offset, entity=entity, partition=partition, raw=msg.value())
+        return _Record(key, offset, None, str(exc), partition)
+    return _Record(key, offset, entity, "", partition, value)

@@ -303,6 +303,14 @@ def dead_letter_record(
 def _check_type(headers: RawHeaders, message_type: str) -> None:
     if not headers:  # the common case of a caller that checked the type itself (the archive)
         return
+    if type(headers) is list:
+        # Per record on every restore: the last message-type header, compared as bytes first.
+        for name, value in reversed(headers):
+            if name == HEADER_MESSAGE_TYPE and value is not None:
+                if value != message_type.encode() and _text(value) != message_type:
+                    raise Undecodable(f"message-type {_text(value)!r} is not {message_type}")
+                return
+        return
     found = header(headers, HEADER_MESSAGE_TYPE)
     if found is not None and found != message_type:
         raise Undecodable(f"message-type {found!r} is not {message_type}")
@@ -321,7 +329,7 @@ def _parse(
     except DecodeError as exc:
         raise Undecodable(f"not a protobuf {cls.__name__}: {exc}") from exc
     field: object = parsed
-    for name in id_path.split("."):
+    for name in id_path.split(".") if "." in id_path else (id_path,):
         field = getattr(field, name)
     if not field:
         raise Undecodable(f"{cls.__name__} has no {id_path}")

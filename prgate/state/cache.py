@@ -23,6 +23,9 @@ class DecodedCache:
         self._entries = entries
         self._cache: OrderedDict[str, PullRequest] = OrderedDict()
 
+    def __len__(self) -> int:
+        return len(self._cache)
+
     def get(self, pull_request_id: str) -> PullRequest | None:
         """The entity from the cache, else decoded from the store (and kept); None if absent."""
         cached = self._cache.get(pull_request_id)

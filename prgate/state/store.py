@@ -14,21 +14,7 @@ A store that cannot be trusted is wiped and rebuilt from the topic by its caller
 - its checkpoint lies outside the partition's offsets (ahead of the log end, or before the log
   start): the caller detects that and calls :meth:`SnapshotStore.reset`.
 
-Key layout (one RocksDB key space, raw bytes, sorted):
-
-    d<pull request id>                  serialized PullRequest (the value Kafka carries)
-    k<pull request id>                  <repository>\\0<status, 4 bytes><version, 8 bytes>
-                                        (indexed stores)
-    r<repository>\\0<pull request id>    b""   ListPullRequests by repository
-    s<status, 4 bytes><pull request id>  b""   ListPullRequests by status
-    x<repository>\\0<status><id>         b""   by both
-    c<partition, 4 bytes>               checkpoint, 8 bytes big-endian
-    o<partition, 4 bytes>               source offset (processor: the commands offset the
-                                        state's last transaction committed), 8 bytes
-    midentity                           JSON of :class:`StoreIdentity`
-
-Repositories in keys are the canonical (case-folded) form; ids and repositories never contain
-NUL (the field rules refuse control characters). Everything here is synchronous and not
+The key layout is :mod:`prgate.state.layout`'s. Everything here is synchronous and not
 thread-safe: each store is used from one thread (the processor's loop, the gateway's event
 loop).
 """
@@ -39,28 +25,31 @@ import json
 import logging
 import shutil
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 from rocksdict import Rdict, WriteBatch, WriteOptions
 
+from prgate.state import bulk
+from prgate.state.layout import (
+    CHECKPOINT,
+    COUNT,
+    DATA,
+    FORMAT,
+    IDENTITY,
+    SEP,
+    SOURCE,
+    Row,
+    build_batch,
+    multi_get,
+    scan_snapshots,
+    snapshot,
+    u32,
+)
 from prgate.state.resources import StoreResources
 
 log = logging.getLogger(__name__)
-
-_DATA = b"d"
-_KEYS = b"k"
-_BY_REPOSITORY = b"r"
-_BY_STATUS = b"s"
-_BY_BOTH = b"x"
-_CHECKPOINT = b"c"
-_SOURCE = b"o"
-_IDENTITY = b"midentity"
-_COUNT = b"mcount"
-_SEP = b"\x00"
-FORMAT = 2  # of the keys and values below; stored in the identity record
 
 
 def _unlogged_writes() -> WriteOptions:
@@ -111,14 +100,6 @@ class Entry:
     version: int = 0
 
 
-def _u32(value: int) -> bytes:
-    return struct.pack(">I", value)
-
-
-def _u64(value: int) -> bytes:
-    return struct.pack(">Q", value)
-
-
 class SnapshotStore:
     """One RocksDB store at ``path``. Open with :meth:`open`."""
 
@@ -140,6 +121,8 @@ class SnapshotStore:
         self._unlogged = False
         # Key records read by versions() since the last write, for that write.
         self._known: dict[bytes, bytes | None] = {}
+        # After a bulk load: level-0 limits to restore once compactions shrank level 0.
+        self._relax = False
 
     @classmethod
     def open(
@@ -170,7 +153,7 @@ class SnapshotStore:
             _wipe(path)
             db = Rdict(str(path), options)
             reason = "corrupt"
-        stored = db.get(_IDENTITY)
+        stored = db.get(IDENTITY)
         if stored is None:
             reason = reason or "new"
         elif stored != identity.encode():
@@ -187,8 +170,13 @@ class SnapshotStore:
             db = Rdict(str(path), options)
             reason = "foreign"
         if reason:
-            db.put(_IDENTITY, identity.encode())
-        return cls(path, db, identity, resources, indexed=indexed), reason
+            db.put(IDENTITY, identity.encode())
+        store = cls(path, db, identity, resources, indexed=indexed)
+        # A process stopped during a bulk load left compactions off in the options RocksDB
+        # saved, and level-0 files past the limits at which every write would stall until
+        # they are compacted (on the caller's thread).
+        store._relax = bulk.after_open(db)
+        return store, reason
 
     @property
     def _rdict(self) -> Rdict:
@@ -203,7 +191,7 @@ class SnapshotStore:
         committed applied a transaction that never committed."""
         found: dict[int, int] = {}
         for partition in self.identity.partitions:
-            raw = self._rdict.get(_SOURCE + _u32(partition))
+            raw = self._rdict.get(SOURCE + u32(partition))
             if raw is not None:
                 found[partition] = struct.unpack(">q", raw)[0]
         return found
@@ -212,15 +200,17 @@ class SnapshotStore:
         """The next changelog offset not yet reflected, per partition that has one."""
         found: dict[int, int] = {}
         for partition in self.identity.partitions:
-            raw = self._rdict.get(_CHECKPOINT + _u32(partition))
+            raw = self._rdict.get(CHECKPOINT + u32(partition))
             if raw is not None:
                 found[partition] = struct.unpack(">q", raw)[0]
         return found
 
     def get(self, pull_request_id: str) -> bytes | None:
         """The stored snapshot bytes, or None."""
-        value: bytes | None = self._rdict.get(_DATA + pull_request_id.encode())
-        return value
+        value: bytes | None = self._rdict.get(DATA + pull_request_id.encode())
+        if value is None or not self.indexed:
+            return value
+        return snapshot(value)
 
     def write(
         self,
@@ -239,35 +229,40 @@ class SnapshotStore:
         :meth:`write_raw` does (a crash then loses the writes not flushed yet, never part of
         one).
         """
-        db = self._rdict
-        batch = WriteBatch(raw_mode=True)
-        keys = [pull_request_id.encode() for pull_request_id in changes]
-        # One multi-get for the whole batch (bloom filters answer most of a cold restore's),
-        # of the records versions() did not just read.
-        known, self._known = self._known, {}
-        prefix = _KEYS if self.indexed else _DATA
-        unknown = [prefix + k for k in keys if prefix + k not in known]
-        if unknown:
-            known.update(zip(unknown, _multi_get(db, unknown), strict=True))
-        olds = [known[prefix + k] for k in keys]
-        delta = 0
-        for key, entry, old in zip(keys, changes.values(), olds, strict=True):
-            delta += (entry is not None) - (old is not None)
-            if self.indexed and old is not None:
-                repository, _, rest = bytes(old).partition(_SEP)
-                self._index(batch, key, repository, rest[:4], delete=True)
+        rows: list[Row] = []
+        for pull_request_id, entry in changes.items():
+            key = pull_request_id.encode()
             if entry is None:
-                batch.delete(_DATA + key)
-                if self.indexed:
-                    batch.delete(_KEYS + key)
-                continue
-            batch.put(_DATA + key, entry.value)
-            if self.indexed:
-                repository, status = entry.repository.encode(), _u32(entry.status)
-                batch.put(_KEYS + key, repository + _SEP + status + _u64(entry.version))
-                self._index(batch, key, repository, status, delete=False)
+                rows.append((key, None, b"", 0, 0))
+            else:
+                rows.append(
+                    (key, entry.value, entry.repository.encode(), entry.status, entry.version)
+                )
+        self.write_rows(rows, checkpoints, logged=logged, source_offsets=source_offsets)
+
+    def write_rows(
+        self,
+        rows: list[Row],
+        checkpoints: Mapping[int, int],
+        *,
+        logged: bool = True,
+        source_offsets: Mapping[int, int] | None = None,
+    ) -> None:
+        """As :meth:`write`, from rows ``(id as UTF-8, snapshot bytes or None to delete,
+        canonical repository as UTF-8, status, version)``, each id once; the last three are
+        used by indexed stores only. Written in key order: RocksDB's memtable inserts keys that
+        follow the previous one for a fraction of the cost of scattered ones."""
+        db = self._rdict
+        # One multi-get for the whole batch (bloom filters answer most of a cold restore's),
+        # of the records versions() did not just read (or known_absent() said are absent).
+        known, self._known = self._known, {}
+        unknown = [row[0] for row in rows if row[0] not in known]
+        if unknown:
+            olds = multi_get(db, [DATA + key for key in unknown])
+            known.update(zip(unknown, olds, strict=True))
+        batch, delta = build_batch(rows, known, indexed=self.indexed)
         for partition, offset in (source_offsets or {}).items():
-            batch.put(_SOURCE + _u32(partition), struct.pack(">q", offset))
+            batch.put(SOURCE + u32(partition), struct.pack(">q", offset))
         if not logged:
             self._unlogged = True
         self._commit(db, batch, delta, checkpoints, None if logged else _UNLOGGED)
@@ -290,8 +285,8 @@ class SnapshotStore:
         self._known = {}
         db = self._rdict
         batch = WriteBatch(raw_mode=True)
-        keys = [_DATA + key for key in changes]
-        olds = _multi_get(db, keys)
+        keys = [DATA + key for key in changes]
+        olds = multi_get(db, keys)
         delta = 0
         for key, value, old in zip(keys, changes.values(), olds, strict=True):
             if value is None:
@@ -320,45 +315,54 @@ class SnapshotStore:
         if options is None:
             self.flush()  # unlogged writes before a logged one must not be lost without it
         if delta:
-            batch.put(_COUNT, struct.pack(">q", self.count() + delta))
+            batch.put(COUNT, struct.pack(">q", self.count() + delta))
         current = self.checkpoints()
         for partition, offset in checkpoints.items():
             if offset >= current.get(partition, -1):
-                batch.put(_CHECKPOINT + _u32(partition), struct.pack(">q", offset))
+                batch.put(CHECKPOINT + u32(partition), struct.pack(">q", offset))
         if options is None:
             db.write(batch)
         else:
             db.write(batch, options)
+        if self._relax:
+            self._relax = not bulk.restore_l0_limits(db)
+
+    def known_absent(self, pull_request_ids: Iterable[str]) -> None:
+        """Tell the next :meth:`write` that the store holds none of ``pull_request_ids`` (a
+        cold load knows it from :class:`prgate.state.bulk.SeenKeys`): it reads nothing for
+        them. Wrong information corrupts the count and leaves stale index entries."""
+        self._known.update(dict.fromkeys((key.encode() for key in pull_request_ids), None))
+
+    def begin_bulk_load(self) -> None:
+        """Before loading an empty store from the topic: see :func:`bulk.begin_bulk_load`.
+        End with :meth:`end_bulk_load`."""
+        bulk.begin_bulk_load(self._rdict)
+
+    def end_bulk_load(self) -> None:
+        """Compactions on again, in the background; the level-0 limits return to RocksDB's
+        defaults at the first write after level 0 shrank under them."""
+        bulk.end_bulk_load(self._rdict)
+        self._relax = True
+
+    def compacting(self) -> bool:
+        """True while RocksDB has compactions running or pending (after a bulk load)."""
+        return bulk.compacting(self._rdict)
 
     def versions(self, pull_request_ids: list[str]) -> dict[str, int]:
         """The stored version of each of ``pull_request_ids`` the store holds (one multi-get of
-        the small key records, nothing decoded). ValueError on a store without indexes."""
+        the records' headers, nothing decoded). ValueError on a store without indexes."""
         if not self.indexed:
             raise ValueError("versions need an indexed store")
-        keys = [_KEYS + pull_request_id.encode() for pull_request_id in pull_request_ids]
-        olds = _multi_get(self._rdict, keys)
+        ids = [pull_request_id.encode() for pull_request_id in pull_request_ids]
+        olds = multi_get(self._rdict, [DATA + key for key in ids])
         # The next write() needs the same records (the index entries to replace).
-        self._known.update(zip(keys, olds, strict=True))
+        self._known.update(zip(ids, olds, strict=True))
         found: dict[str, int] = {}
         for pull_request_id, old in zip(pull_request_ids, olds, strict=True):
             if old is not None:
-                found[pull_request_id] = int.from_bytes(bytes(old)[-8:], "big")
+                start = old.index(SEP) + 5
+                found[pull_request_id] = int.from_bytes(old[start : start + 8], "big")
         return found
-
-    @staticmethod
-    def _index(
-        batch: WriteBatch, key: bytes, repository: bytes, status: bytes, *, delete: bool
-    ) -> None:
-        keys = (
-            _BY_REPOSITORY + repository + _SEP + key,
-            _BY_STATUS + status + key,
-            _BY_BOTH + repository + _SEP + status + key,
-        )
-        for index_key in keys:
-            if delete:
-                batch.delete(index_key)
-            else:
-                batch.put(index_key, b"")
 
     def scan(self, *, repository: str = "", status: int = 0, after: str = "") -> Iterator[bytes]:
         """Snapshot bytes in id order, of ``repository`` (canonical form, "" = any) and
@@ -366,32 +370,13 @@ class SnapshotStore:
         (ValueError otherwise). Do not write while iterating."""
         if (repository or status) and not self.indexed:
             raise ValueError("filtering needs an indexed store")
-        if repository and status:
-            prefix = _BY_BOTH + repository.encode() + _SEP + _u32(status)
-        elif repository:
-            prefix = _BY_REPOSITORY + repository.encode() + _SEP
-        elif status:
-            prefix = _BY_STATUS + _u32(status)
-        else:
-            prefix = _DATA
-        db = self._rdict
-        iterator = db.iter()
-        iterator.seek(prefix + after.encode() + (_SEP if after else b""))
-        while iterator.valid():
-            key: bytes = iterator.key()
-            if not key.startswith(prefix):
-                return
-            if prefix == _DATA:
-                yield iterator.value()
-            else:
-                value = db.get(_DATA + key[len(prefix) :])
-                if value is not None:
-                    yield value
-            iterator.next()
+        return scan_snapshots(
+            self._rdict, indexed=self.indexed, repository=repository, status=status, after=after
+        )
 
     def count(self) -> int:
         """How many snapshots the store holds (kept with every write)."""
-        raw = self._rdict.get(_COUNT)
+        raw = self._rdict.get(COUNT)
         return 0 if raw is None else int(struct.unpack(">q", raw)[0])
 
     def estimated_count(self) -> int:
@@ -404,10 +389,11 @@ class SnapshotStore:
         log.warning("state_store_wiped", extra={"path": self.path, "reason": reason})
         self.close()
         self._known = {}
+        self._relax = False
         _wipe(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         db = Rdict(str(self.path), self._resources.options())
-        db.put(_IDENTITY, self.identity.encode())
+        db.put(IDENTITY, self.identity.encode())
         self._db = db
 
     def close(self) -> None:
@@ -416,11 +402,6 @@ class SnapshotStore:
             self.flush()
             self._db.close()
             self._db = None
-
-
-def _multi_get(db: Rdict, keys: list[bytes]) -> list[bytes | None]:
-    """One RocksDB multi-get: each key's value or None, in order."""
-    return cast(list[bytes | None], db.get(cast(list[str | int | float | bytes | bool], keys)))
 
 
 def _wipe(path: Path) -> None:
