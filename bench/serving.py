@@ -51,6 +51,9 @@ def _env(kafka: KafkaSettings, **extra: str) -> dict[str, str]:
             "PRGATE_LOG_LEVEL": "INFO",
             "PRGATE_STATE_DIR": "",
             "PYTHONUNBUFFERED": "1",
+            # The restore's stall bound, never met while it reads; raised so that a stall on
+            # this shared machine cannot end the measurement early.
+            "PRGATE_PROCESSOR_RESTORE_TIMEOUT_MS": "600000",
         }
     )
     env.update(extra)
