@@ -235,17 +235,27 @@ def markdown(results: dict[str, Any]) -> str:
             "restore ms in brackets). Per pull request: RSS beyond the same process on empty "
             "topics.",
             "",
-            "| process | state | seconds | RSS MiB | RSS B per pull request |",
-            "|---|---|---|---|---|",
+            "| process | state | seconds | CPU s | RSS MiB | RSS B per pull request "
+            "| per s / per CPU-s beyond empty |",
+            "|---|---|---|---|---|---|---|",
         ]
         for who in ("gateway", "processor"):
             for phase in ("empty", "in_memory", "cold", "warm"):
+                if phase not in serving[who]:
+                    continue
                 r = serving[who][phase]
                 own = f" ({r['restore_ms']} ms)" if "restore_ms" in r else ""
-                lines.append(
-                    f"| {who} | {phase} | {r['seconds']}{own} | {r['rss_mib']} | "
-                    f"{r.get('rss_bytes_per_pull_request', '')} |"
+                rates = (
+                    f"{r['per_second_beyond_empty']} / {r['per_cpu_second_beyond_empty']}"
+                    if "per_cpu_second_beyond_empty" in r
+                    else ""
                 )
+                lines.append(
+                    f"| {who} | {phase} | {r['seconds']}{own} | {r['cpu_seconds']} | "
+                    f"{r['rss_mib']} | {r.get('rss_bytes_per_pull_request', '')} | {rates} |"
+                )
+        if serving.get("in_memory_skipped"):
+            lines.append(f"\nIn memory: not run, {serving['in_memory_skipped']}.")
         lines.append("")
     held = results.get("held")
     if held:

@@ -71,6 +71,16 @@ def serving_targets(serving: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{who} process RSS per pull request, store (n={n})", "<= 300 B", rss, rss <= 300
             )
         )
+        rate = cold.get("per_second_beyond_empty")  # None: too few to tell from the start
+        found.append(
+            _target(
+                f"{who} process, cold restore into a store (n={n}; per CPU-second: "
+                f"{cold.get('per_cpu_second_beyond_empty')})",
+                ">= 100000/s",
+                rate,
+                None if rate is None else rate >= 100_000,
+            )
+        )
         seconds = warm["seconds"]
         what = "to SERVING" if who == "gateway" else "to partitions restored"
         found.append(

@@ -32,6 +32,7 @@ from confluent_kafka import (
     IsolationLevel,
     KafkaError,
     KafkaException,
+    Message,
     TopicPartition,
 )
 from confluent_kafka import admin as kafka_admin
@@ -157,6 +158,12 @@ def wait_for_open_transactions(
         time.sleep(_SETTLE_POLL_S)
 
 
+def _progress(message: Message) -> bool:
+    """A record, or a partition's end: what moves a restore's stall bound."""
+    error = message.error()
+    return error is None or error.code() == KafkaError._PARTITION_EOF
+
+
 def restore_partitions(
     consumer: Consumer,
     topic: str,
@@ -187,7 +194,9 @@ def restore_partitions(
     is used to wait for transactions still open on the partitions first
     (:func:`wait_for_open_transactions`; without it the restore reads up to the last stable
     offset as it is). A tombstone removes its key.
-    Raises :class:`RestoreError` after ``timeout_s`` or on a record that is not a usable
+    Raises :class:`RestoreError` when the waits before reading take longer than ``timeout_s``,
+    when reading goes ``timeout_s`` without a record or a partition's end, or on a record
+    that is not a usable
     snapshot (:func:`prgate.kafka.codec.decode_snapshot`, and it must have a key): a processor
     that ran on partial state would break the version sequence. KafkaException when the
     offsets cannot be queried.
@@ -259,14 +268,21 @@ def restore_partitions(
         changes[partition] = {}
 
     consumer.assign(starts)
+    # Reading is bounded by progress, not in total: a cold restore of millions of snapshots
+    # takes as long as it takes (10M: about two minutes here); what must not last is a read
+    # that stalls. Every record and every partition's end moves the bound.
+    stalled_by = time.monotonic() + timeout_s
     try:
         while pending:
-            if time.monotonic() > deadline:
+            if time.monotonic() > stalled_by:
                 raise RestoreError(
-                    f"restoring {topic} partitions {sorted(pending)} did not reach the end "
-                    f"within {timeout_s:.0f}s"
+                    f"restoring {topic} partitions {sorted(pending)} did not reach the end: "
+                    f"nothing read for {timeout_s:.0f}s"
                 )
-            for message in consumer.consume(_CONSUME_BATCH, _CONSUME_WAIT_S):
+            messages = consumer.consume(_CONSUME_BATCH, _CONSUME_WAIT_S)
+            if any(_progress(m) for m in messages):
+                stalled_by = time.monotonic() + timeout_s
+            for message in messages:
                 error = message.error()
                 partition = message.partition()
                 if error is not None:

@@ -75,7 +75,9 @@ class ProcessorSettings(KafkaSettings, PolicySettings, StateSettings):
     restore_timeout_ms: int = setting(
         120_000,
         "PRGATE_PROCESSOR_RESTORE_TIMEOUT_MS",
-        "longest time to restore assigned partitions from the pull-requests topic",
+        "how long restoring assigned partitions from the pull-requests topic may go without reading"
+        " a record (and the bound of the waits before reading): a cold restore of millions"
+        " takes longer in total",
     )
     recent_commands_kept: int = setting(
         64,
