@@ -6,7 +6,8 @@ Environment: ``ARCHIVE_TEST_GATE`` is a directory; ``ARCHIVE_TEST_GATE_WHEN`` is
 (default: the commit waits at the gate) or ``after`` (the commit lands, then the batch waits
 before it is handed back). Each commit that reaches the gate writes ``entered-<n>`` there,
 holding the name of its thread, and waits until a file ``open`` exists (at most 120 s, then it
-goes on). Each revocation callback writes ``revoking-<n>`` before it runs.
+goes on). Each revocation callback writes ``revoking-<n>`` before it runs (the number of
+partitions revoked), each assignment callback ``assigning-<n>`` (those assigned).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ GATE = Path(os.environ["ARCHIVE_TEST_GATE"])
 WHEN = os.environ.get("ARCHIVE_TEST_GATE_WHEN", "before")
 _entered = itertools.count(1)
 _revoking = itertools.count(1)
+_assigning = itertools.count(1)
 
 
 def _wait_at_gate() -> None:
@@ -55,8 +57,17 @@ def _marked_on_revoke(self: service.Archiver, consumer: Any, partitions: Any) ->
     _on_revoke(self, consumer, partitions)
 
 
+_on_assign = service.Archiver._on_assign
+
+
+def _marked_on_assign(self: service.Archiver, consumer: Any, partitions: Any) -> None:
+    (GATE / f"assigning-{next(_assigning)}").write_text(str(len(partitions)))
+    _on_assign(self, consumer, partitions)
+
+
 sink.DeltaSink.flush = _gated_flush  # type: ignore[method-assign]
 service.Archiver._on_revoke = _marked_on_revoke  # type: ignore[method-assign]
+service.Archiver._on_assign = _marked_on_assign  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,7 +21,7 @@ from prgate.kafka.contract import Topics
 from prgate.kafka.settings import KafkaSettings
 from tests.e2e.stack import ServiceProcess, base_env
 from tests.integration.archive_helpers import SESSION_TIMEOUT_MS, start_archive
-from tests.integration.test_archive import assert_exactly_once, command
+from tests.integration.test_archive import archived_owners, assert_exactly_once, command
 
 pytestmark = pytest.mark.kafka
 
@@ -34,6 +34,7 @@ def start_gated(
     *,
     when: str = "before",
     writer_threads: int = 1,
+    flush_max_records: int = 100,
 ) -> ServiceProcess:
     """Member ``a1`` of this test's archive group, its commits held at ``gate``."""
     gate.mkdir(exist_ok=True)
@@ -45,7 +46,7 @@ def start_gated(
             "PRGATE_ARCHIVE_INSTANCE_ID": "a1",
             "PRGATE_ARCHIVE_SESSION_TIMEOUT_MS": SESSION_TIMEOUT_MS,
             "PRGATE_ARCHIVE_FLUSH_INTERVAL_MS": "200",
-            "PRGATE_ARCHIVE_FLUSH_MAX_RECORDS": "100",
+            "PRGATE_ARCHIVE_FLUSH_MAX_RECORDS": str(flush_max_records),
             "ARCHIVE_TEST_GATE": str(gate),
             "PRGATE_ARCHIVE_WRITER_THREADS": str(writer_threads),
             "ARCHIVE_TEST_GATE_WHEN": when,
@@ -66,9 +67,19 @@ def wait_for(condition: str, check: object, member: ServiceProcess, timeout: flo
         time.sleep(0.05)
 
 
-def some_commands(kafka: KafkaSettings, prefix: str, count: int = 300) -> None:
+def some_commands(
+    kafka: KafkaSettings, prefix: str, count: int = 300, topics: tuple[str, ...] = ()
+) -> None:
+    """``count`` commands to the commands topic (and as they are to ``topics``: rows of
+    those tables too, undecodable ones)."""
     records = [command(n, prefix) for n in range(count)]
-    produce(kafka, kafka.topics.commands, [(r.key, r.value or b"", r.headers) for r in records])
+    for topic in (kafka.topics.commands, *topics):
+        produce(kafka, topic, [(r.key, r.value or b"", r.headers) for r in records])
+
+
+def assignments(gate: Path) -> int:
+    """Assignments of at least one partition begun so far."""
+    return sum(p.read_text() not in ("", "0") for p in gate.glob("assigning-*"))
 
 
 def revoked(gate: Path) -> bool:
@@ -156,3 +167,51 @@ def test_a_member_joining_while_a_batch_is_out_loses_and_duplicates_nothing(
         first.kill()
         if second is not None:
             second.stop()
+
+
+@pytest.mark.parametrize("writer_threads", [1, 2])
+def test_a_member_leaving_while_a_batch_is_out_loses_and_duplicates_nothing(
+    kafka_settings: KafkaSettings, ensured_topics: Topics, tmp_path: Path, writer_threads: int
+) -> None:
+    """The other member stops while this one's batch is out: this one is assigned the
+    partitions it leaves while its commit is held. (Flushes by age only, and records of one
+    of its topics only, so its loop goes on consuming, and answers the rebalance, while the
+    batch is out: a batch due by size waits for the writer on the loop, as a commit on the
+    loop thread did before the writer thread.)"""
+    root, gate = tmp_path / "archive", tmp_path / "gate"
+    topics = kafka_settings.topics
+    second = start_archive(kafka_settings, root, tmp_path, "a2")
+    first = start_gated(
+        kafka_settings,
+        root,
+        tmp_path,
+        gate,
+        writer_threads=writer_threads,
+        flush_max_records=100_000,
+    )
+    try:
+        owners: dict[str, set[str]] = {}
+
+        def split() -> bool:
+            owners.update(archived_owners(first, second))
+            both = bool(owners["a1"] and owners["a2"] and not owners["a1"] & owners["a2"])
+            return both and len(owners["a1"] | owners["a2"]) == 12
+
+        wait_for("the partitions split between the two", split, first)
+        mine = sorted({held.rsplit("/", 1)[0] for held in owners["a1"]})[0]
+        records = [command(n, "first") for n in range(300)]
+        produce(kafka_settings, mine, [(r.key, r.value or b"", r.headers) for r in records])
+        wait_for("a commit at the gate", lambda: entered(gate), first)
+        assert entered(gate)[0].startswith("archive-writer"), entered(gate)
+        before = assignments(gate)
+        assert second.stop() == 0, second.log_tail()
+        # Static members: the leaver's partitions move after its session timeout.
+        wait_for("the leaver's partitions assigned", lambda: assignments(gate) > before, first)
+        (gate / "open").touch()
+        every = tuple(t for t in (topics.results, topics.events, topics.refusals) if t != mine)
+        some_commands(kafka_settings, "second", topics=every)
+        assert_exactly_once(kafka_settings, root)
+        assert first.stop() == 0, first.log_tail()
+    finally:
+        first.kill()
+        second.stop()
