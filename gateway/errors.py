@@ -81,20 +81,24 @@ invalid_argument = _as_gateway_error(refusals.invalid_argument)
 
 def trailing_metadata(exc: Refusal) -> tuple[tuple[str, str | bytes], ...]:
     """The trailing metadata that carries the status details (``grpc-status-details-bin``):
-    the serialized ``google.rpc.Status``, as ``grpc_status.rpc_status.to_status`` makes it."""
-    return ((STATUS_DETAILS_KEY, exc.status.SerializeToString()),)
+    the serialized ``google.rpc.Status`` (:func:`gateway.refusals.bounded`: small enough for
+    a client's metadata limit), as ``grpc_status.rpc_status.to_status`` makes it."""
+    return ((STATUS_DETAILS_KEY, refusals.bounded(exc.status).SerializeToString()),)
 
 
 def refuse(context: Context, exc: Refusal) -> None:
     """Set ``exc``'s status and details on the call; the handler then returns (any response
     it returns is discarded). Nothing is raised: cheaper than :func:`abort` per refusal."""
-    context.set_trailing_metadata(trailing_metadata(exc))
-    context.set_code(grpc_code(exc.status.code))
-    context.set_details(exc.status.message)
+    status = refusals.bounded(exc.status)
+    context.set_trailing_metadata(((STATUS_DETAILS_KEY, status.SerializeToString()),))
+    context.set_code(grpc_code(status.code))
+    context.set_details(status.message)
 
 
 async def abort(context: Context, exc: Refusal) -> NoReturn:
-    """End the call with ``exc``'s status and details (grpc.aio servicer context)."""
-    context.set_trailing_metadata(trailing_metadata(exc))
-    await context.abort(grpc_code(exc.status.code), exc.status.message)
+    """End the call with ``exc``'s status and details (grpc.aio servicer context), bounded
+    as :func:`refuse` bounds them."""
+    status = refusals.bounded(exc.status)
+    context.set_trailing_metadata(((STATUS_DETAILS_KEY, status.SerializeToString()),))
+    await context.abort(grpc_code(status.code), status.message)
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises

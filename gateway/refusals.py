@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
@@ -43,6 +44,14 @@ _DETAIL_TYPES = (
     error_details_pb2.ErrorInfo,
     error_details_pb2.RetryInfo,
 )
+# What a status may weigh where a client reads it: over gRPC its message (grpc-message) and its
+# serialized form (grpc-status-details-bin) are trailers, and gRPC clients refuse trailers past
+# their metadata limit (8 KiB by default, for good at 16 KiB) with RESOURCE_EXHAUSTED "received
+# metadata size exceeds ...": a refusal that echoes a huge id (a 60,000-character pull request
+# id, refused INVALID_ARGUMENT) would reach the client as that instead. See :func:`bounded`.
+MAX_MESSAGE_CHARS = 1024
+MAX_STATUS_BYTES = 4096
+MAX_DETAIL_CHARS = 200
 
 
 class Refusal(Exception):
@@ -198,6 +207,66 @@ def invalid_argument(field: str, reason: str, description: str) -> Refusal:
         description=description,
     )
     return from_violations([violation])
+
+
+def bounded(status: status_pb2.Status) -> status_pb2.Status:
+    """``status`` itself when its message has at most :data:`MAX_MESSAGE_CHARS` characters and
+    it serializes to at most :data:`MAX_STATUS_BYTES` bytes; else a copy whose message is cut
+    there and whose details' strings (ids, field names, descriptions, metadata values) are cut
+    to :data:`MAX_DETAIL_CHARS` characters (a cut string ends with "…"); if that is still too
+    big, only its ErrorInfo and RetryInfo details are kept. Code and detail types stay."""
+    if len(status.message) <= MAX_MESSAGE_CHARS and status.ByteSize() <= MAX_STATUS_BYTES:
+        return status
+    out = status_pb2.Status(code=status.code, message=_cut(status.message, MAX_MESSAGE_CHARS))
+    for holder in status.details:
+        kind = next((k for k in _DETAIL_TYPES if holder.Is(k.DESCRIPTOR)), None)
+        if kind is None:  # not ours: kept if it is small
+            if holder.ByteSize() <= MAX_DETAIL_CHARS:
+                out.details.append(holder)
+            continue
+        detail = kind()
+        holder.Unpack(detail)
+        _cut_strings(detail)
+        out.details.add().Pack(detail)
+    if out.ByteSize() > MAX_STATUS_BYTES:
+        kept = [
+            d
+            for d in out.details
+            if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)
+            or d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)
+        ]
+        del out.details[:]
+        out.details.extend(kept)
+    return out
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cut_strings(message: Message) -> None:
+    """Cut every string of ``message`` (and of the messages in it) to MAX_DETAIL_CHARS."""
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_STRING:
+            if field.is_repeated:
+                value[:] = [_cut(v, MAX_DETAIL_CHARS) for v in value]
+            else:
+                setattr(message, field.name, _cut(value, MAX_DETAIL_CHARS))
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                items = {_cut(k, MAX_DETAIL_CHARS): v for k, v in value.items()}
+                value.clear()
+                for key, item in items.items():
+                    if isinstance(item, str):
+                        value[key] = _cut(item, MAX_DETAIL_CHARS)
+                    else:
+                        value[key].CopyFrom(item)
+                        _cut_strings(value[key])
+            elif field.is_repeated:
+                for item in value:
+                    _cut_strings(item)
+            else:
+                _cut_strings(value)
 
 
 def details_of(status: status_pb2.Status) -> Mapping[str, Message]:
