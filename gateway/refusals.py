@@ -252,7 +252,7 @@ def _cut_strings(message: Message) -> None:
                 value[:] = [_cut(v, MAX_DETAIL_CHARS) for v in value]
             else:
                 setattr(message, field.name, _cut(value, MAX_DETAIL_CHARS))
-        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type is not None:
             if field.message_type.GetOptions().map_entry:
                 items = {_cut(k, MAX_DETAIL_CHARS): v for k, v in value.items()}
                 value.clear()
