@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rbloom import Bloom
 from rocksdict import Rdict
 
 # RocksDB's defaults of level0_slowdown_writes_trigger and level0_stop_writes_trigger, and the
@@ -20,79 +21,49 @@ from rocksdict import Rdict
 _L0_SLOWDOWN = 20
 _L0_STOP = 36
 _BULK_L0_LIMIT = 1 << 20
-# Bits per expected key. Two bits are set per key, so with 16 bits per key about 1.4 % of the
-# keys never written are reported as maybe seen (and read from the store: still correct).
-_BITS_PER_KEY = 16
-_MIN_BITS = 1 << 16
-# 32 MiB: beyond about 16M keys the false positives rise (each is one more read, not an error).
-_MAX_BITS = 1 << 28
+# 1 % false positives: each is one more read of the store, never a wrong answer.
+_FALSE_POSITIVE_RATE = 0.01
+# Sized for at most 16M keys (about 19 MiB); beyond, the false positives rise.
+_MAX_EXPECTED = 16_000_000
 
 
 class SeenKeys:
-    """A bloom filter of the keys written to a store during its cold load.
+    """A bloom filter (rbloom's, in Rust) of the keys written to a store during its cold load.
 
     ``expected`` is the number of records to load (from the end offsets), used only to size
-    the filter: 2 bytes per key, at most 32 MiB. Answers are "certainly not written" or
-    "maybe written"; Python's ``hash`` of the key is the hash (stable within the process,
-    which is all a filter that lives as long as the load needs).
+    the filter for 1 % false positives (about 10 bits per key, for at most 16M keys). Answers
+    are "certainly not written" or "maybe written"; Python's ``hash`` of the key is the hash
+    (stable within the process, which is all a filter that lives as long as the load needs).
     """
 
     def __init__(self, expected: int) -> None:
-        bits = _MIN_BITS
-        while bits < expected * _BITS_PER_KEY and bits < _MAX_BITS:
-            bits <<= 1
-        self._mask = bits - 1
-        self._bits = bytearray(bits >> 3)
+        self._bloom = Bloom(max(1000, min(expected, _MAX_EXPECTED)), _FALSE_POSITIVE_RATE)
 
     @property
     def size_bytes(self) -> int:
-        return len(self._bits)
+        return int(self._bloom.size_in_bits) // 8
 
     def unseen(self, keys: Iterable[str]) -> list[str]:
         """Those of ``keys`` certainly not added yet (the others may have been)."""
-        bits, mask = self._bits, self._mask
-        found: list[str] = []
-        for key in keys:
-            h = hash(key)
-            a = h & mask
-            b = (h >> 32) & mask
-            if not (bits[a >> 3] & (1 << (a & 7)) and bits[b >> 3] & (1 << (b & 7))):
-                found.append(key)
-        return found
+        bloom = self._bloom
+        return [key for key in keys if key not in bloom]
 
     def add_unseen(self, keys: Iterable[str], into: set[str]) -> int:
         """Add ``keys``; puts those certainly not added before (by an earlier call, or earlier
         in ``keys``) into ``into`` and returns how many those were."""
-        bits, mask = self._bits, self._mask
-        count = 0
-        for key in keys:
-            h = hash(key)
-            a = h & mask
-            b = (h >> 32) & mask
-            byte_a, bit_a = a >> 3, 1 << (a & 7)
-            byte_b, bit_b = b >> 3, 1 << (b & 7)
-            if not (bits[byte_a] & bit_a and bits[byte_b] & bit_b):
-                into.add(key)
-                count += 1
-                bits[byte_a] |= bit_a
-                bits[byte_b] |= bit_b
-        return count
+        found = self.add(keys)
+        into.update(found)
+        return len(found)
 
     def add(self, keys: Iterable[str]) -> list[str]:
         """Add ``keys``; returns those certainly not added before (by an earlier call, or
         earlier in ``keys``)."""
-        bits, mask = self._bits, self._mask
+        bloom = self._bloom
         found: list[str] = []
         for key in keys:
-            h = hash(key)
-            a = h & mask
-            b = (h >> 32) & mask
-            byte_a, bit_a = a >> 3, 1 << (a & 7)
-            byte_b, bit_b = b >> 3, 1 << (b & 7)
-            if not (bits[byte_a] & bit_a and bits[byte_b] & bit_b):
+            if key not in bloom:
                 found.append(key)
-                bits[byte_a] |= bit_a
-                bits[byte_b] |= bit_b
+                bloom.add(key)
         return found
 
 
