@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.held import rss_mib
-from bench.system import Child, cpu_seconds, descendants, free_port, wait_serving
+from bench.system import Child, cpu_seconds, descendants, free_port, service_env, wait_serving
 from prgate.kafka.settings import KafkaSettings
 from prgate.kafka.topics import ensure_topics
 
@@ -42,22 +41,10 @@ RESTORED_EVENT = "partitions_restored"
 
 
 def _env(kafka: KafkaSettings, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "PRGATE_TOPIC_PREFIX": kafka.topic_prefix,
-            "PRGATE_PARTITIONS": str(kafka.partitions),
-            "PRGATE_LOG_LEVEL": "INFO",
-            "PRGATE_STATE_DIR": "",
-            "PYTHONUNBUFFERED": "1",
-            # The restore's stall bound, never met while it reads; raised so that a stall on
-            # this shared machine cannot end the measurement early.
-            "PRGATE_PROCESSOR_RESTORE_TIMEOUT_MS": "600000",
-        }
-    )
-    env.update(extra)
-    return env
+    # The restore's stall bound, never met while it reads; raised so that a stall on this
+    # shared machine cannot end the measurement early.
+    defaults = {"PRGATE_STATE_DIR": "", "PRGATE_PROCESSOR_RESTORE_TIMEOUT_MS": "600000"}
+    return service_env(kafka, **(defaults | extra))
 
 
 def _rss_mib(pid: int) -> float:

@@ -43,6 +43,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def service_env(kafka: KafkaSettings, **extra: str) -> dict[str, str]:
+    """This process's environment for a service child on ``kafka`` (its cluster, topic prefix
+    and partitions, INFO logs, unbuffered output), then ``extra``."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "PRGATE_TOPIC_PREFIX": kafka.topic_prefix,
+            "PRGATE_PARTITIONS": str(kafka.partitions),
+            "PRGATE_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` (all its threads), 0.0 when it is gone."""
     try:
@@ -178,19 +195,7 @@ class BenchSystem:
             ensure_topics(self.kafka(prefix))
 
     def _env(self, prefix: str = PRGATE_PREFIX) -> dict[str, str]:
-        kafka = self.kafka(prefix)
-        env = dict(os.environ)
-        env.update(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-                "PRGATE_TOPIC_PREFIX": kafka.topic_prefix,
-                "PRGATE_PARTITIONS": str(kafka.partitions),
-                "PRGATE_LOG_LEVEL": "INFO",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        env.update(self.env_overrides)
-        return env
+        return service_env(self.kafka(prefix), **self.env_overrides)
 
     def _child(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
         child = Child(name, argv, env, self.work_dir / f"{name}.log")
