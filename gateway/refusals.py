@@ -44,13 +44,16 @@ _DETAIL_TYPES = (
     error_details_pb2.ErrorInfo,
     error_details_pb2.RetryInfo,
 )
-# What a status may weigh where a client reads it: over gRPC its message (grpc-message) and its
-# serialized form (grpc-status-details-bin) are trailers, and gRPC clients refuse trailers past
-# their metadata limit (8 KiB by default, for good at 16 KiB) with RESOURCE_EXHAUSTED "received
-# metadata size exceeds ...": a refusal that echoes a huge id (a 60,000-character pull request
-# id, refused INVALID_ARGUMENT) would reach the client as that instead. See :func:`bounded`.
-MAX_MESSAGE_CHARS = 1024
-MAX_STATUS_BYTES = 4096
+# What a status may weigh where a client reads it: over gRPC its message (grpc-message,
+# percent-encoded: up to 3 bytes per UTF-8 byte) and its serialized form
+# (grpc-status-details-bin, base64: 4 bytes per 3) are trailers, and gRPC clients refuse
+# trailers past their metadata limit with RESOURCE_EXHAUSTED "received metadata size exceeds
+# ...": for good past 16 KiB, and past the 8 KiB soft limit now and then (at random, growing
+# towards the hard one). A refusal that echoes a huge id (a 60,000-character pull request id,
+# refused INVALID_ARGUMENT) would reach the client as that instead. Bounded (:func:`bounded`),
+# the two trailers weigh at most 3 x 512 + 4/3 x 2048 bytes, about 4.3 KiB: under the soft limit.
+MAX_MESSAGE_BYTES = 512
+MAX_STATUS_BYTES = 2048
 MAX_DETAIL_CHARS = 200
 
 
@@ -210,14 +213,16 @@ def invalid_argument(field: str, reason: str, description: str) -> Refusal:
 
 
 def bounded(status: status_pb2.Status) -> status_pb2.Status:
-    """``status`` itself when its message has at most :data:`MAX_MESSAGE_CHARS` characters and
-    it serializes to at most :data:`MAX_STATUS_BYTES` bytes; else a copy whose message is cut
-    there and whose details' strings (ids, field names, descriptions, metadata values) are cut
-    to :data:`MAX_DETAIL_CHARS` characters (a cut string ends with "…"); if that is still too
-    big, only its ErrorInfo and RetryInfo details are kept. Code and detail types stay."""
-    if len(status.message) <= MAX_MESSAGE_CHARS and status.ByteSize() <= MAX_STATUS_BYTES:
+    """``status`` itself when its message has at most :data:`MAX_MESSAGE_BYTES` bytes of UTF-8
+    and it serializes to at most :data:`MAX_STATUS_BYTES` bytes; else a copy whose message is
+    cut there (at a character boundary) and whose details' strings (ids, field names,
+    descriptions, metadata values) are cut to :data:`MAX_DETAIL_CHARS` characters (a cut
+    string ends with "…"); if that is still too big, only its ErrorInfo and RetryInfo details
+    are kept, and if even that is, ErrorInfo without its metadata. Code and detail types of
+    what is kept stay."""
+    if len(status.message.encode()) <= MAX_MESSAGE_BYTES and status.ByteSize() <= MAX_STATUS_BYTES:
         return status
-    out = status_pb2.Status(code=status.code, message=_cut(status.message, MAX_MESSAGE_CHARS))
+    out = status_pb2.Status(code=status.code, message=_cut_bytes(status.message, MAX_MESSAGE_BYTES))
     for holder in status.details:
         kind = next((k for k in _DETAIL_TYPES if holder.Is(k.DESCRIPTOR)), None)
         if kind is None:  # not ours: kept if it is small
@@ -237,11 +242,27 @@ def bounded(status: status_pb2.Status) -> status_pb2.Status:
         ]
         del out.details[:]
         out.details.extend(kept)
+    if out.ByteSize() > MAX_STATUS_BYTES:  # an ErrorInfo with a great many metadata entries
+        for holder in out.details:
+            if holder.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                holder.Unpack(info)
+                info.metadata.clear()
+                holder.Pack(info)
     return out
 
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cut_bytes(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, at a character boundary, ending with
+    "…" (3 bytes) when cut."""
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode(errors="ignore") + "…"
 
 
 def _cut_strings(message: Message) -> None:

@@ -7,10 +7,11 @@ abort)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import grpc
-from google.rpc import code_pb2, error_details_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gateway import auth, errors
@@ -18,7 +19,7 @@ from gateway.command_service import CommandService
 from gateway.errors import details_of
 from gateway.refusals import (
     MAX_DETAIL_CHARS,
-    MAX_MESSAGE_CHARS,
+    MAX_MESSAGE_BYTES,
     MAX_STATUS_BYTES,
     bounded,
     error,
@@ -57,7 +58,7 @@ def test_a_huge_status_is_cut_keeping_its_code_types_and_error_info() -> None:
     refusal = from_violations(violations, command_id=HUGE, pull_request_id="pr-1")
     cut = bounded(refusal.status)
     assert cut.code == code_pb2.INVALID_ARGUMENT
-    assert len(cut.message) == MAX_MESSAGE_CHARS and cut.message.endswith("…")
+    assert len(cut.message.encode()) <= MAX_MESSAGE_BYTES and cut.message.endswith("…")
     assert cut.ByteSize() <= MAX_STATUS_BYTES
     # A hundred cut violations still weigh too much: ErrorInfo stays, BadRequest goes.
     details = details_of(cut)
@@ -71,6 +72,48 @@ def test_a_huge_status_is_cut_keeping_its_code_types_and_error_info() -> None:
     one = bounded(big.status)
     assert set(details_of(one)) == {"ErrorInfo", "RetryInfo"}
     assert one.message == "later"
+
+
+def _trailer_bytes(status: status_pb2.Status) -> int:
+    """What ``status`` weighs as gRPC trailers at most: grpc-message percent-encoded (every
+    byte outside printable ASCII, and "%", as 3) plus grpc-status-details-bin in base64."""
+    message = sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in status.message.encode())
+    return message + len(base64.b64encode(status.SerializeToString()))
+
+
+def test_bounded_statuses_stay_under_the_clients_soft_metadata_limit() -> None:
+    """gRPC clients may refuse trailers past 8 KiB (at random up to the 16 KiB hard limit):
+    bounded, the worst inputs (2- and 4-byte characters everywhere) stay well under it."""
+    for char in ("é", "😀", "%", "a"):
+        huge = char * 60_000
+        statuses = [
+            error(code_pb2.NOT_FOUND, huge, error_info("Y", id=huge)),
+            error(
+                code_pb2.UNAVAILABLE, huge, error_info(huge, **{huge[:300]: huge}), retry_after(2)
+            ),
+            error(
+                code_pb2.INVALID_ARGUMENT,
+                huge,
+                error_info("Z", **{f"{char * 10}{i}": huge for i in range(200)}),
+            ),
+            from_violations(
+                [
+                    outcome_pb2.Violation(
+                        kind=outcome_pb2.VIOLATION_KIND_INVALID_ARGUMENT,
+                        reason=huge,
+                        field=huge,
+                        description=huge,
+                    )
+                    for _ in range(50)
+                ],
+                command_id=huge,
+                pull_request_id=huge,
+            ),
+        ]
+        for refusal in statuses:
+            cut = bounded(refusal.status)
+            assert cut.code == refusal.status.code
+            assert _trailer_bytes(cut) <= 6 * 1024, (char, _trailer_bytes(cut))
 
 
 def test_refusals_echoing_huge_input_reach_the_client_with_their_code_and_details() -> None:
