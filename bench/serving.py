@@ -164,16 +164,19 @@ def _memory_available_bytes() -> int:
     raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
-def _per_pull_request(record: dict[str, Any], empty: dict[str, Any], count: int) -> None:
-    """Add the N-dependent parts: RSS bytes per pull request, seconds beyond empty topics and
-    pull requests per second and per CPU-second of that part."""
+def _per_pull_request(
+    record: dict[str, Any], empty: dict[str, Any], count: int, *, restored: bool
+) -> None:
+    """Add the N-dependent parts: RSS bytes per pull request, seconds beyond empty topics and,
+    when the run ``restored`` the topic (not a warm start), pull requests per second and per
+    CPU-second of that part."""
     record["rss_bytes_per_pull_request"] = round(
         (record["rss_mib"] - empty["rss_mib"]) * 1024 * 1024 / count, 1
     )
     beyond = record["seconds"] - empty["seconds"]
     record["seconds_beyond_empty"] = round(beyond, 3)
-    if record.get("records") == 0:
-        return  # a warm start: nothing was restored, there is no rate
+    if not restored:
+        return
     cpu_beyond = record["cpu_seconds"] - empty["cpu_seconds"]
     record["per_second_beyond_empty"] = round(count / beyond) if beyond > 0 else None
     record["per_cpu_second_beyond_empty"] = round(count / cpu_beyond) if cpu_beyond > 0 else None
@@ -203,11 +206,12 @@ def measure(
         # In memory, a pull request costs ~2.9 KB in each process: at 10M more than a 24 GiB
         # machine has, so those phases are left out (and said so) when they would not fit.
         needed = IN_MEMORY_BYTES_PER_PULL_REQUEST * count
-        in_memory = needed < _memory_available_bytes() // 2
+        available = _memory_available_bytes()
+        in_memory = needed < available // 2
         if not in_memory:
             result["in_memory_skipped"] = (
                 f"needs about {needed / 2**30:.1f} GiB per process, more than half of what is "
-                f"available ({_memory_available_bytes() / 2**30:.1f} GiB)"
+                f"available ({available / 2**30:.1f} GiB)"
             )
         if in_memory:
             gateway["in_memory"] = gateway_to_serving(
@@ -244,10 +248,11 @@ def measure(
                 group_id="bench-serving-store",
                 timeout_s=timeout_s,
             )
-        gateway["warm"]["records"] = 0  # the warm store needs nothing of the topic
         for service in (gateway, processor):
             for phase in ("in_memory", "cold", "warm"):
                 if phase in service:
-                    _per_pull_request(service[phase], service["empty"], count)
+                    _per_pull_request(
+                        service[phase], service["empty"], count, restored=phase != "warm"
+                    )
     log.info("serving", extra={"result": result})
     return result

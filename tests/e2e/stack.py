@@ -7,7 +7,6 @@ something does not come up in time.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.system import service_env
 from prgate.kafka.settings import KafkaSettings
 from prgate.v1 import command_service_pb2_grpc, query_service_pb2_grpc
 
@@ -134,20 +134,9 @@ class GatewayProcess(ServiceProcess):
 
 
 def base_env(kafka: KafkaSettings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "PRGATE_TOPIC_PREFIX": kafka.topic_prefix,
-            "PRGATE_PARTITIONS": str(kafka.partitions),
-            "PRGATE_LOG_LEVEL": "INFO",
-            # No load balancer watches a test's gateways: stop without the drain window
-            # (tests of the drain set it).
-            "PRGATE_DRAIN_S": "0",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
+    # No load balancer watches a test's gateways: stop without the drain window (tests of the
+    # drain set it).
+    return service_env(kafka, PRGATE_DRAIN_S="0")
 
 
 @dataclass
